@@ -1,0 +1,1 @@
+"""papertrader operator: reconciles PaperTrader resources into per-symbol workers."""

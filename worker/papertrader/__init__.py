@@ -1,0 +1,1 @@
+"""papertrader worker: the paper-trading engine."""

@@ -1,0 +1,119 @@
+"""Engine events: what the pipeline tells the outside world (metrics, WebSocket, Telegram, traces).
+
+The engine calls every registered :class:`EngineListener` synchronously on its own thread, so a listener
+must be cheap and must never block: anything slow (network) goes through a bounded queue of its own.
+A listener that raises is logged and counted, never allowed to stop trading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from papertrader.market.candle import Candle
+
+
+@dataclass(frozen=True, slots=True)
+class CandleVerdict:
+    """The data-quality gate's verdict on one candle: ``ok``, ``suspect`` (traded, flagged) or ``rejected``."""
+
+    status: str
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.status != "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A strategy's output for one closed candle."""
+
+    side: str  # "buy" | "sell" | "hold"
+    confidence: float = 0.0  # 0..1
+    strength: float = 0.0  # 0..1
+    reason: str = ""
+
+
+HOLD = Signal("hold")
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A model prediction for one closed candle (ML strategies only)."""
+
+    ts: int
+    probability_up: float
+    model_version: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One executed paper order. Money values are exact Decimals in quote currency."""
+
+    ts: int
+    symbol: str
+    side: str  # "buy" | "sell"
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+    reason: str
+    position_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioSnapshot:
+    """Cash + position value = equity, exactly, in quote currency."""
+
+    ts: int
+    cash: Decimal
+    position_value: Decimal
+    equity: Decimal
+    open_positions: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineListener(Protocol):
+    """Receives engine events. Implement only what you need; see :class:`BaseListener`."""
+
+    def on_candle(self, candle: Candle, verdict: CandleVerdict) -> None: ...
+
+    def on_signal(self, candle: Candle, signal: Signal) -> None: ...
+
+    def on_prediction(self, prediction: Prediction) -> None: ...
+
+    def on_fill(self, fill: Fill) -> None: ...
+
+    def on_portfolio(self, snapshot: PortfolioSnapshot) -> None: ...
+
+    def on_tick_done(self, candle: Candle, duration_s: float) -> None: ...
+
+    def on_error(self, kind: str, message: str) -> None: ...
+
+
+class BaseListener:
+    """No-op implementation of :class:`EngineListener` to subclass."""
+
+    def on_candle(self, candle: Candle, verdict: CandleVerdict) -> None:
+        pass
+
+    def on_signal(self, candle: Candle, signal: Signal) -> None:
+        pass
+
+    def on_prediction(self, prediction: Prediction) -> None:
+        pass
+
+    def on_fill(self, fill: Fill) -> None:
+        pass
+
+    def on_portfolio(self, snapshot: PortfolioSnapshot) -> None:
+        pass
+
+    def on_tick_done(self, candle: Candle, duration_s: float) -> None:
+        pass
+
+    def on_error(self, kind: str, message: str) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""Market data: the candle type, candle files and candle sources."""
