@@ -1,0 +1,74 @@
+# syntax=docker/dockerfile:1
+#
+# One image for both roles of papertrader; only the command differs:
+#   operator: papertrader operator --standalone ...
+#   worker:   papertrader run --symbol BTC-EUR ...
+# Build:  docker build -t ghcr.io/papertrader/papertrader:0.1.0 .
+#
+# Stage 1 builds a self-contained virtualenv; stage 2 copies only that venv onto a clean slim base,
+# so no compiler, pip cache, build tree or source checkout reaches the final image.
+
+FROM python:3.11.9-slim-bookworm AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+
+# CPU-only torch first, from the PyTorch CPU index, so that resolving the project's
+# `torch>=2.2` requirement is already satisfied and no CUDA wheels are ever pulled.
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+# Project metadata first, then sources: a code change does not invalidate the torch layer.
+COPY pyproject.toml README.md ./
+COPY worker/ ./worker/
+COPY operator/ ./operator/
+RUN pip install --no-cache-dir . \
+    && python -m compileall -q /opt/venv/lib \
+    && papertrader --help >/dev/null
+
+FROM python:3.11.9-slim-bookworm AS runtime
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+
+LABEL org.opencontainers.image.title="papertrader" \
+      org.opencontainers.image.description="Kubernetes-native crypto paper trading: kopf operator and trading worker" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/papertrader/papertrader" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11.9-slim-bookworm"
+
+# The root filesystem is read-only in the cluster: nothing may need to write outside the
+# state volume (/var/lib/papertrader) and /tmp (an emptyDir in the pod spec).
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    TORCH_HOME=/tmp/.cache/torch \
+    MPLCONFIGDIR=/tmp/.cache/matplotlib
+
+COPY --from=build /opt/venv /opt/venv
+
+WORKDIR /var/lib/papertrader
+
+# Numeric, non-root user and group (runAsNonRoot in Kubernetes can only verify numeric ids).
+# No account is created: the process needs no passwd entry, only its own state directory,
+# which Kubernetes mounts with fsGroup 10001.
+USER 10001:10001
+
+# 8766: worker HTTP (/healthz, /readyz, /health, /metrics); 8765: worker WebSocket;
+# 8080: operator HTTP (/healthz, /metrics).
+EXPOSE 8766 8765 8080
+
+ENTRYPOINT ["papertrader"]
+CMD ["--help"]
