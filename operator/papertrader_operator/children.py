@@ -1,0 +1,221 @@
+"""Pure functions: a PaperTrader -> the StatefulSet, Service and ConfigMap of each of its symbols.
+
+Nothing here talks to Kubernetes, so tests and the Helm chart's checks can render children from a plain dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import yaml
+
+from papertrader_operator import settings as s
+from papertrader_operator.crd import default_spec
+
+CHILD_KINDS = ("ConfigMap", "Service", "StatefulSet")  # creation order: config and service before the workload
+
+
+def child_name(trader: str, symbol: str) -> str:
+    """`<trader>-<symbol lowercased>`, e.g. `demo-btc-eur`."""
+    return f"{trader}-{symbol.lower()}"
+
+
+def child_labels(trader: str, symbol: str) -> dict[str, str]:
+    """The labels of CONTRACT.md, carried by every child and by the worker pods."""
+    return {
+        s.LABEL_NAME: s.WORKER_APP,
+        s.LABEL_INSTANCE: trader,
+        s.LABEL_MANAGED_BY: s.MANAGED_BY,
+        s.LABEL_SYMBOL: symbol.lower(),
+    }
+
+
+def owner_reference(trader: dict[str, Any]) -> dict[str, Any]:
+    """The controller ownerReference that makes the PaperTrader own (and garbage-collect) a child."""
+    meta = trader["metadata"]
+    return {"apiVersion": s.API_VERSION, "kind": s.KIND, "name": meta["name"], "uid": meta.get("uid", ""),
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _metadata(trader: dict[str, Any], symbol: str) -> dict[str, Any]:
+    meta = trader["metadata"]
+    result = {"name": child_name(meta["name"], symbol), "labels": child_labels(meta["name"], symbol),
+              "ownerReferences": [owner_reference(trader)]}
+    if meta.get("namespace"):
+        result["namespace"] = meta["namespace"]
+    return result
+
+
+def worker_config(spec: dict[str, Any], symbol: str) -> dict[str, Any]:
+    """The worker's settings (upper-case names) for one symbol, from a defaulted spec."""
+    capital, risk = spec["capital"], spec["risk"]
+    config: dict[str, Any] = {
+        "SYMBOL": symbol,
+        "SOURCE": spec["source"],
+        "SPEED": spec["speed"],
+        "CANDLE_INTERVAL": spec["candleInterval"],
+        "STRATEGY": spec["strategy"]["name"],
+        "INITIAL_CAPITAL": capital["initial"],
+        "MAX_POSITIONS": capital["maxPositions"],
+        "FEE_TAKER": capital["feeTaker"],
+        "SLIPPAGE_PCT": capital["slippagePct"],
+        "TAKE_PROFIT_PCT": risk["takeProfitPct"],
+        "STOP_LOSS_PCT": risk["stopLossPct"],
+        "TRAILING_STOP_PCT": risk["trailingStopPct"],
+        "MAX_DRAWDOWN_PCT": risk["symbolMaxDrawdownPct"],
+        "MAX_DAILY_LOSS_PCT": risk["maxDailyLossPct"],
+    }
+    config.update(spec.get("extraConfig") or {})
+    return config
+
+
+def _args(spec: dict[str, Any], symbol: str) -> list[str]:
+    args = ["run", "--symbol", symbol, "--source", spec["source"], "--state-dir", s.STATE_DIR,
+            "--config", f"{s.CONFIG_DIR}/{s.CONFIG_FILE}", "--http-port", str(s.HTTP_PORT),
+            "--ws-port", str(s.WS_PORT), "--speed", spec["speed"], "--strategy", spec["strategy"]["name"]]
+    if "replayFile" in spec:
+        args += ["--replay-file", spec["replayFile"]]
+    model = spec["strategy"].get("model")
+    if model:
+        args += ["--model", model["path"]]
+    return args
+
+
+def _env(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    telegram = spec.get("telegram")
+    if not telegram:
+        return []
+    return [
+        {"name": env_name, "valueFrom": {"secretKeyRef": {"name": telegram["secretName"], "key": telegram[key]}}}
+        for env_name, key in (("TELEGRAM_BOT_TOKEN", "tokenKey"), ("TELEGRAM_CHAT_ID", "chatIdKey"))
+    ]
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": s.HTTP_PORT}, "periodSeconds": period, "timeoutSeconds": 3,
+            "failureThreshold": failures}
+
+
+def render_configmap(trader: dict[str, Any], spec: dict[str, Any], symbol: str) -> dict[str, Any]:
+    """The ConfigMap holding the worker's `config.yaml`."""
+    text = yaml.safe_dump(worker_config(spec, symbol), sort_keys=True)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(trader, symbol),
+            "data": {s.CONFIG_FILE: text}}
+
+
+def render_service(trader: dict[str, Any], symbol: str) -> dict[str, Any]:
+    """The headless Service that names the worker pod (and lets the operator reach its /health)."""
+    meta = _metadata(trader, symbol)
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": meta,
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": meta["labels"],
+            "ports": [{"name": "http", "port": s.HTTP_PORT, "targetPort": s.HTTP_PORT, "protocol": "TCP"},
+                      {"name": "ws", "port": s.WS_PORT, "targetPort": s.WS_PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str,
+                       default_image: str = s.DEFAULT_IMAGE, config_hash: str = "") -> dict[str, Any]:
+    """The one-replica StatefulSet running the worker for `symbol`, with its state on a claim template."""
+    meta = _metadata(trader, symbol)
+    labels = meta["labels"]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": meta["name"]}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "state", "mountPath": s.STATE_DIR},
+        {"name": "config", "mountPath": s.CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    model = spec["strategy"].get("model") or {}
+    if model.get("claimName"):
+        volumes.append({"name": "model", "persistentVolumeClaim": {"claimName": model["claimName"], "readOnly": True}})
+        mounts.append({"name": "model", "mountPath": s.MODEL_DIR, "readOnly": True})
+    storage = spec["storage"]
+    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage["size"]}}}
+    if storage.get("storageClassName"):
+        claim_spec["storageClassName"] = storage["storageClassName"]
+    retention = "Retain" if storage["retainOnDelete"] else "Delete"
+    container = {
+        "name": "worker",
+        "image": spec.get("image") or default_image,
+        "imagePullPolicy": spec["imagePullPolicy"],
+        "command": ["papertrader"],
+        "args": _args(spec, symbol),
+        "env": _env(spec),
+        "ports": [{"name": "http", "containerPort": s.HTTP_PORT, "protocol": "TCP"},
+                  {"name": "ws", "containerPort": s.WS_PORT, "protocol": "TCP"}],
+        "livenessProbe": _probe("/healthz", 10, 3),
+        "readinessProbe": _probe("/readyz", 5, 3),
+        "startupProbe": _probe("/healthz", 5, 60),
+        "resources": spec["resources"],
+        "volumeMounts": mounts,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
+        "spec": {
+            "replicas": 0 if spec["paused"] else 1,
+            "serviceName": meta["name"],
+            "podManagementPolicy": "OrderedReady",
+            "selector": {"matchLabels": labels},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": retention, "whenScaled": "Retain"},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {s.ANNOTATION_CONFIG_HASH: config_hash}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": s.WORKER_UID,
+                        "runAsGroup": s.WORKER_UID,
+                        "fsGroup": s.WORKER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+            "volumeClaimTemplates": [{
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "state", "labels": labels},
+                "spec": claim_spec,
+            }],
+        },
+    }
+
+
+def _hash(document: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def render_symbol(trader: dict[str, Any], spec: dict[str, Any], symbol: str,
+                  default_image: str = s.DEFAULT_IMAGE) -> list[dict[str, Any]]:
+    """The three children of one symbol, in creation order, from a defaulted spec."""
+    configmap = render_configmap(trader, spec, symbol)
+    return [configmap, render_service(trader, symbol),
+            render_statefulset(trader, spec, symbol, default_image, _hash(configmap["data"]))]
+
+
+def render_children(trader: dict[str, Any], default_image: str = s.DEFAULT_IMAGE) -> list[dict[str, Any]]:
+    """Every child a PaperTrader should have, in creation order (ConfigMap, Service, StatefulSet per symbol).
+
+    `trader` is a PaperTrader object (`metadata.name`, `metadata.uid`, `spec`); defaults of the CRD are applied.
+    """
+    spec = default_spec(trader.get("spec") or {})
+    return [child for symbol in spec["symbols"] for child in render_symbol(trader, spec, symbol, default_image)]

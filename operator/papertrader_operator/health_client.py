@@ -1,0 +1,62 @@
+"""Talk to a worker over HTTP: read its `/health`, and halt or resume its entries (docs/worker-http.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+from papertrader_operator import metrics
+
+logger = logging.getLogger(__name__)
+
+
+def worker_url(template: str, *, name: str, namespace: str, trader: str, symbol: str) -> str:
+    """The worker's base URL from a template such as `http://{name}.{namespace}.svc:8766`."""
+    return template.format(name=name, namespace=namespace, trader=trader, symbol=symbol.lower()).rstrip("/")
+
+
+class HealthClient:
+    """A shared aiohttp session with a short timeout for worker calls."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout,
+                                                  connector=aiohttp.TCPConnector(limit=100, force_close=True))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def health(self, base_url: str) -> dict[str, Any] | None:
+        """The worker's `/health` document, or None when it cannot be read."""
+        try:
+            async with self._get_session().get(f"{base_url}/health") as response:
+                if response.status != 200:
+                    metrics.HEALTH_POLLS.labels(result="bad_status").inc()
+                    return None
+                document = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            logger.debug("health of %s unavailable: %s", base_url, exc)
+            metrics.HEALTH_POLLS.labels(result="unreachable").inc()
+            return None
+        metrics.HEALTH_POLLS.labels(result="ok").inc()
+        return document if isinstance(document, dict) else None
+
+    async def control(self, base_url: str, action: str, reason: str) -> bool:
+        """POST `/control/halt` or `/control/resume`; True when the worker accepted it."""
+        try:
+            async with self._get_session().post(f"{base_url}/control/{action}", json={"reason": reason}) as response:
+                return response.status < 300
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            logger.warning("control/%s on %s failed: %s", action, base_url, exc)
+            metrics.ERRORS.labels(kind="worker_control").inc()
+            return False

@@ -1,0 +1,77 @@
+"""Names shared by every module, and the operator's runtime configuration (flags and environment)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+GROUP = "papertrader.io"
+VERSION = "v1alpha1"
+PLURAL = "papertraders"
+KIND = "PaperTrader"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+WORKER_APP = "papertrader-worker"
+MANAGED_BY = "papertrader-operator"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_SYMBOL = f"{GROUP}/symbol"
+ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+
+HTTP_PORT = 8766
+WS_PORT = 8765
+STATE_DIR = "/var/lib/papertrader"
+CONFIG_DIR = "/etc/papertrader"
+CONFIG_FILE = "config.yaml"
+MODEL_DIR = "/models"
+WORKER_UID = 10001
+
+DEFAULT_IMAGE = "ghcr.io/papertrader/papertrader:0.1.0"
+DEFAULT_WORKER_URL_TEMPLATE = "http://{name}.{namespace}.svc:8766"
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorConfig:
+    """Runtime knobs; each has a flag in `papertrader operator` and a `PAPERTRADER_*` environment twin."""
+
+    worker_image: str = DEFAULT_IMAGE
+    worker_url_template: str = DEFAULT_WORKER_URL_TEMPLATE
+    resync_interval: float = 30.0
+    health_timeout: float = 2.0
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    max_concurrent_reconciles: int = 20
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        """Read the `PAPERTRADER_*` environment variables, falling back to the defaults."""
+        env = os.environ
+        return cls(
+            worker_image=env.get("PAPERTRADER_WORKER_IMAGE") or DEFAULT_IMAGE,
+            worker_url_template=env.get("PAPERTRADER_WORKER_URL_TEMPLATE") or DEFAULT_WORKER_URL_TEMPLATE,
+            resync_interval=_env_float("PAPERTRADER_RESYNC_INTERVAL", cls.resync_interval),
+            health_timeout=_env_float("PAPERTRADER_HEALTH_TIMEOUT", cls.health_timeout),
+            http_host=env.get("PAPERTRADER_OPERATOR_HOST") or cls.http_host,
+            http_port=int(_env_float("PAPERTRADER_OPERATOR_PORT", cls.http_port)),
+            max_concurrent_reconciles=int(_env_float("PAPERTRADER_MAX_CONCURRENT_RECONCILES", 20)),
+        )
+
+
+_override: OperatorConfig | None = None
+
+
+def configure(config: OperatorConfig | None) -> None:
+    """Pin the configuration for the next operator start (the CLI does this after parsing flags)."""
+    global _override
+    _override = config
+
+
+def current() -> OperatorConfig:
+    """The pinned configuration, or the one the environment describes."""
+    return _override if _override is not None else OperatorConfig.from_env()

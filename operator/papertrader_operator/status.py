@@ -1,0 +1,171 @@
+"""Build a PaperTrader's status: conditions (transition times kept), per-symbol paper results, portfolio."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+from papertrader_operator.risk import Portfolio
+
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "RiskHalted")
+UNHEALTHY_LEVELS = frozenset({"poor", "critical"})
+
+
+def now_iso() -> str:
+    """The current time as Kubernetes writes it (RFC 3339, UTC, seconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(kind: str, status: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
+    """One condition; `lastTransitionTime` is filled in by `merge_conditions`."""
+    return {"type": kind, "status": "True" if status else "False", "reason": reason, "message": message,
+            "observedGeneration": generation}
+
+
+def merge_conditions(old: list[dict[str, Any]] | None, new: list[dict[str, Any]], now: str) -> list[dict[str, Any]]:
+    """Keep each condition's `lastTransitionTime` unless its status changed."""
+    previous = {item.get("type"): item for item in old or []}
+    merged = []
+    for item in new:
+        before = previous.get(item["type"])
+        keep = before is not None and before.get("status") == item["status"] and before.get("lastTransitionTime")
+        merged.append({**item, "lastTransitionTime": before["lastTransitionTime"] if keep else now})
+    return merged
+
+
+@dataclasses.dataclass
+class SymbolObservation:
+    """What the operator saw of one symbol's worker."""
+
+    symbol: str
+    workload: str
+    statefulset: dict[str, Any] | None = None
+    pod: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
+
+    @property
+    def ready(self) -> bool:
+        ready_replicas = ((self.statefulset or {}).get("status") or {}).get("readyReplicas") or 0
+        return ready_replicas >= 1 or bool(self.health and self.health.get("ready") is True)
+
+    @property
+    def restarts(self) -> int:
+        statuses = ((self.pod or {}).get("status") or {}).get("containerStatuses") or []
+        return sum(int(item.get("restartCount") or 0) for item in statuses)
+
+    @property
+    def level(self) -> str:
+        return str((self.health or {}).get("level") or "unknown")
+
+
+def _ms_to_iso(value: Any) -> str | None:
+    try:
+        moment = datetime.datetime.fromtimestamp(int(value) / 1000, datetime.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def symbol_entry(obs: SymbolObservation, paused: bool) -> dict[str, Any]:
+    """The status entry of one symbol; fields the worker did not report are left out."""
+    health = obs.health or {}
+    block = health.get("portfolio") or {}
+    entry: dict[str, Any] = {
+        "symbol": obs.symbol,
+        "workload": obs.workload,
+        "ready": obs.ready and not paused,
+        "restarts": obs.restarts,
+        "healthLevel": "paused" if paused else obs.level,
+    }
+    optional = {
+        "healthScore": health.get("score"),
+        "equity": None if block.get("equity") is None else str(block["equity"]),
+        "returnPct": block.get("return_pct"),
+        "drawdownPct": block.get("drawdown_pct"),
+        "openPositions": block.get("open_positions"),
+        "trades": block.get("trades"),
+        "lastCandleTime": _ms_to_iso(health.get("last_candle_ms")),
+        "modelVersion": None if health.get("model_version") is None else str(health["model_version"]),
+        "entriesHalted": health.get("entries_halted"),
+    }
+    entry.update({key: value for key, value in optional.items() if value is not None})
+    return entry
+
+
+@dataclasses.dataclass
+class Outcome:
+    """Everything one reconcile learned, from which the status is built."""
+
+    generation: int
+    paused: bool
+    observations: list[SymbolObservation]
+    changes: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+    invalid_spec: str | None = None
+    portfolio: Portfolio | None = None
+    halted: bool = False
+    halt_reason: str = ""
+    halted_at: str | None = None
+    halted_generation: int | None = None
+
+
+def _conditions(out: Outcome) -> list[dict[str, Any]]:
+    gen = out.generation
+    total = len(out.observations)
+    not_ready = [obs.symbol for obs in out.observations if not obs.ready]
+    unhealthy = [f"{obs.symbol} ({obs.level})" for obs in out.observations if obs.level in UNHEALTHY_LEVELS]
+    if out.invalid_spec:
+        ready = condition("Ready", False, "InvalidSpec", out.invalid_spec, gen)
+        progressing = condition("Progressing", False, "InvalidSpec", "the spec cannot be reconciled", gen)
+    elif out.paused:
+        ready = condition("Ready", False, "Paused", "spec.paused is true: every worker is scaled to zero", gen)
+        progressing = condition("Progressing", False, "Paused", "nothing to do while paused", gen)
+    else:
+        ready_count = total - len(not_ready)
+        ready = (condition("Ready", True, "AllWorkersReady", f"{ready_count}/{total} workers ready", gen)
+                 if not not_ready else
+                 condition("Ready", False, "WorkersNotReady",
+                           f"{ready_count}/{total} workers ready; waiting for {', '.join(not_ready)}", gen))
+        if out.changes:
+            progressing = condition("Progressing", True, "Reconciling", "; ".join(out.changes)[:1000], gen)
+        elif not_ready:
+            progressing = condition("Progressing", True, "WaitingForWorkers", ready["message"], gen)
+        else:
+            progressing = condition("Progressing", False, "Converged", "every child matches the spec", gen)
+    if out.invalid_spec:
+        degraded = condition("Degraded", True, "InvalidSpec", out.invalid_spec, gen)
+    elif out.error:
+        degraded = condition("Degraded", True, "ReconcileError", out.error, gen)
+    elif unhealthy and not out.paused:
+        degraded = condition("Degraded", True, "WorkersUnhealthy", "unhealthy: " + ", ".join(unhealthy), gen)
+    else:
+        degraded = condition("Degraded", False, "AsExpected", "no errors, no unhealthy workers", gen)
+    halted = (condition("RiskHalted", True, "PortfolioDrawdownBreached", out.halt_reason, gen) if out.halted else
+              condition("RiskHalted", False, "WithinLimits", "portfolio drawdown within spec.risk.maxDrawdownPct", gen))
+    return [ready, progressing, degraded, halted]
+
+
+def build_status(out: Outcome, old_status: dict[str, Any] | None) -> dict[str, Any]:
+    """The full status subresource for this outcome, keeping unchanged transition times from `old_status`."""
+    old_status = old_status or {}
+    ready_count = sum(1 for obs in out.observations if obs.ready and not out.paused)
+    status: dict[str, Any] = {
+        "observedGeneration": out.generation,
+        "workers": f"{ready_count}/{0 if out.paused else len(out.observations)}",
+        "readyWorkers": ready_count,
+        "conditions": merge_conditions(old_status.get("conditions"), _conditions(out), now_iso()),
+        "symbols": [symbol_entry(obs, out.paused) for obs in out.observations],
+        "risk": {"halted": out.halted},
+    }
+    if out.halted:
+        status["risk"].update({"reason": out.halt_reason, "haltedAt": out.halted_at or now_iso(),
+                               "haltedGeneration": out.halted_generation or out.generation})
+    if out.portfolio is not None:
+        port = out.portfolio
+        status["portfolio"] = {"initialCapital": f"{port.initial_capital:.2f}", "equity": f"{port.equity:.2f}",
+                               "returnPct": port.return_pct, "drawdownPct": port.drawdown_pct,
+                               "openPositions": port.open_positions, "reportingWorkers": port.reporting}
+    elif old_status.get("portfolio"):
+        status["portfolio"] = old_status["portfolio"]  # keep the last known results while workers are away
+    return status

@@ -1,0 +1,105 @@
+"""Validate a PaperTrader spec against the CRD's own schema and CEL rules.
+
+Every message starts with the path of the offending field (`spec.symbols[1]: ...`), as the API server's do.
+CEL rules run when a CEL evaluator (`celpy`, PyPI `cel-python`) is importable; a real API server runs them too.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+
+from papertrader_operator.crd import SPEC_SCHEMA, default_spec
+
+try:  # the CEL evaluator is optional at run time: the API server enforces the same rules
+    import celpy
+except ImportError:  # pragma: no cover - depends on the installation
+    celpy = None
+
+
+def _field_path(base: str, parts: Any) -> str:
+    path = base
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _jsonschema_view(schema: Any) -> Any:
+    """Translate the Kubernetes extensions jsonschema does not know into plain JSON Schema."""
+    if isinstance(schema, list):
+        return [_jsonschema_view(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    view = {key: _jsonschema_view(value) for key, value in schema.items() if key != "default"}
+    if schema.get("x-kubernetes-list-type") == "set":
+        view["uniqueItems"] = True
+    if schema.get("x-kubernetes-int-or-string"):
+        view["type"] = ["integer", "string"]
+    return view
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft4Validator:
+    return jsonschema.Draft4Validator(_jsonschema_view(SPEC_SCHEMA))
+
+
+def schema_errors(spec: Any) -> list[str]:
+    """OpenAPI schema violations of an already defaulted spec."""
+    errors = sorted(_validator().iter_errors(spec), key=lambda err: list(map(str, err.absolute_path)))
+    return [f"{_field_path('spec', err.absolute_path)}: {err.message}" for err in errors]
+
+
+@functools.cache
+def _cel_program(rule: str) -> Any:
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def _walk_rules(schema: dict[str, Any], value: Any, old: Any, path: str) -> Iterator[tuple[str, dict[str, Any], Any, Any]]:
+    for rule in schema.get("x-kubernetes-validations", []):
+        yield path, rule, value, old
+    if isinstance(value, dict):
+        for key, prop in schema.get("properties", {}).items():
+            if key in value:
+                old_child = old.get(key) if isinstance(old, dict) else None
+                yield from _walk_rules(prop, value[key], old_child, f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            yield from _walk_rules(schema["items"], item, None, f"{path}[{index}]")
+
+
+def cel_errors(spec: Any, old_spec: Any = None) -> list[str]:
+    """Failed `x-kubernetes-validations` rules; transition rules (`oldSelf`) only run when an old spec is given."""
+    if celpy is None:  # pragma: no cover - depends on the installation
+        return []
+    errors = []
+    for path, rule, value, old in _walk_rules(SPEC_SCHEMA, spec, old_spec, "spec"):
+        uses_old = "oldSelf" in rule["rule"]
+        if uses_old and old is None:
+            continue
+        activation = {"self": celpy.json_to_cel(value)}
+        if uses_old:
+            activation["oldSelf"] = celpy.json_to_cel(old)
+        try:
+            ok = bool(_cel_program(rule["rule"]).evaluate(activation))
+        except celpy.CELEvalError as exc:
+            ok, rule = False, {**rule, "message": f"{rule.get('message', rule['rule'])} ({exc.args[0]})"}
+        if not ok:
+            errors.append(f"{path}{rule.get('fieldPath', '')}: {rule.get('message', rule['rule'])}")
+    return errors
+
+
+def validate_spec(spec: Any, old_spec: Any = None) -> tuple[dict[str, Any], list[str]]:
+    """Default the spec and validate it; returns the defaulted spec and every error found."""
+    if not isinstance(spec, dict):
+        return {}, ["spec: Required value"]
+    defaulted = default_spec(copy.deepcopy(spec))
+    errors = schema_errors(defaulted)
+    if not errors:  # CEL runs on schema-valid objects only, as in the API server
+        old = default_spec(old_spec) if isinstance(old_spec, dict) else None
+        errors = cel_errors(defaulted, old)
+    return defaulted, errors

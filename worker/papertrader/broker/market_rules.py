@@ -1,0 +1,37 @@
+"""Exchange precision and order limits for one market (Bitvavo ``/markets`` fields, or offline defaults)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+AUTO_TICK_SIGNIFICANT_DIGITS = 6
+
+
+@dataclass(frozen=True)
+class MarketRules:
+    """Price tick, amount step and minimum order sizes."""
+
+    tick_size: Decimal
+    quantity_decimals: int = 8
+    min_order_quote: Decimal = Decimal("5")
+    min_order_base: Decimal = Decimal("0")
+
+    @property
+    def quantity_step(self) -> Decimal:
+        return Decimal(1).scaleb(-self.quantity_decimals)
+
+    def price_against(self, price: Decimal, side: str) -> Decimal:
+        """Round a price to the tick in the direction that hurts the trader: up for buys, down for sells."""
+        steps = (price / self.tick_size).to_integral_value(rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
+        return (steps * self.tick_size).normalize() if steps > 0 else self.tick_size
+
+    def floor_quantity(self, quantity: Decimal) -> Decimal:
+        return quantity.quantize(self.quantity_step, rounding=ROUND_FLOOR)
+
+
+def auto_tick_size(reference_price: float) -> Decimal:
+    """A tick of about six significant digits of ``reference_price`` (e.g. 58720.45 -> 0.1, 1968.05 -> 0.01)."""
+    exponent = int(math.floor(math.log10(reference_price))) - (AUTO_TICK_SIGNIFICANT_DIGITS - 1)
+    return Decimal(1).scaleb(exponent)

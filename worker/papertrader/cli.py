@@ -1,0 +1,136 @@
+"""The ``papertrader`` command line.
+
+Verbs: ``run`` (one worker), ``train`` (fit a model), ``operator`` (the kopf operator), ``config show`` (the
+effective configuration, secrets masked) and ``fake-exchange`` (a local Bitvavo look-alike for demos and tests).
+Configuration problems exit 2 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_CONFIG = 2
+
+#: flag -> setting name; every flag also has an environment twin (the setting's upper-case name).
+RUN_FLAGS: dict[str, str] = {
+    "--symbol": "symbol",
+    "--source": "source",
+    "--replay-file": "replay_file",
+    "--speed": "speed",
+    "--max-candles": "max_candles",
+    "--state-dir": "state_dir",
+    "--strategy": "strategy",
+    "--model": "model",
+    "--seed": "seed",
+    "--record": "record",
+    "--interval": "candle_interval",
+    "--warmup-candles": "warmup_candles",
+    "--http-port": "http_port",
+    "--ws-port": "ws_port",
+    "--log-level": "log_level",
+}
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, name in RUN_FLAGS.items():
+        parser.add_argument(flag, dest=name, default=None, help=f"(env {name.upper()})")
+    parser.add_argument("--config", default=os.environ.get("CONFIG_FILE"),
+                        help="YAML file of SETTING: value (env CONFIG_FILE)")
+    parser.add_argument("--env-file", default=os.environ.get("ENV_FILE"), help=".env file (env ENV_FILE)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="papertrader", description="Kubernetes-native crypto paper trading.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    run = verbs.add_parser("run", help="run one worker (one symbol)")
+    _add_settings_flags(run)
+    config = verbs.add_parser("config", help="configuration tools")
+    config_verbs = config.add_subparsers(dest="config_verb", required=True)
+    show = config_verbs.add_parser("show", help="print the effective configuration (secrets masked)")
+    _add_settings_flags(show)
+    for verb, help_text in (("train", "fit and save a model from candle files"),
+                            ("operator", "run the kopf operator against the current kube context"),
+                            ("fake-exchange", "serve a candle file as a local fake Bitvavo API")):
+        sub = verbs.add_parser(verb, help=help_text, add_help=False)
+        sub.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Any:
+    from papertrader.config import load_settings
+
+    flags = {name: getattr(args, name) for name in RUN_FLAGS.values()}
+    return load_settings(flags, config_file=args.config, env_file=args.env_file)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from papertrader.engine.runner import WorkerRunner, format_summary, summary_path
+
+    settings = _settings_from(args)
+    runner = WorkerRunner(settings)
+    summary = asyncio.run(runner.run())
+    summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(format_summary(summary), flush=True)
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    settings = _settings_from(args)
+    print(yaml.safe_dump(settings.masked(), sort_keys=True), end="")
+    return 0
+
+
+_DELEGATES: dict[str, str] = {
+    "train": "papertrader.ml.train_cli:main",
+    "operator": "papertrader_operator.main:run_operator",
+    "fake-exchange": "papertrader.market.fake_exchange:main",
+}
+
+
+def _delegate(verb: str, argv: list[str]) -> int:
+    module_name, function = _DELEGATES[verb].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"papertrader {verb}: not available in this installation ({exc})", file=sys.stderr)
+        return 1
+    return int(getattr(module, function)(argv) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``papertrader`` console script."""
+    from papertrader.config import ConfigError
+    from papertrader.ledger.store import LedgerError
+    from papertrader.market.candle_file import CandleFileError
+    from papertrader.strategy.registry import UnknownStrategyError
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.verb == "run":
+            return _run(args)
+        if args.verb == "config":
+            return _config_show(args)
+        return _delegate(args.verb, args.args)
+    except (ConfigError, UnknownStrategyError) as exc:
+        print(f"papertrader: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (CandleFileError, LedgerError) as exc:
+        logging.getLogger("papertrader").error("%s", exc)
+        print(f"papertrader: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""One typed settings object for the worker.
+
+Precedence, highest first: command-line flags > environment variables > ``--env-file`` > ``--config`` YAML >
+defaults. Setting names are the seed's upper-case environment names (``TAKE_PROFIT_PCT``, ``MAX_POSITIONS``...);
+the YAML file uses the same names (any case). An invalid value raises :class:`ConfigError` whose message is one
+line naming the setting and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from papertrader.market.candle import INTERVAL_MS
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line for the user."""
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the ``--config`` YAML file; keys are setting names in any case. Unknown keys are an error."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path is None:
+            return
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"--config {path}: cannot read file ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config {path}: expected a mapping of SETTING: value at the top level")
+        known = set(settings_cls.model_fields)
+        for key, value in loaded.items():
+            name = str(key).lower()
+            if name not in known:
+                raise ConfigError(f"--config {path}: unknown setting {str(key).upper()}")
+            self._data[name] = value
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """Effective worker configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", validate_default=True)
+
+    # --- what to run -------------------------------------------------------------------------------------
+    symbol: str = Field("BTC-EUR", description="market traded by this worker, BASE-QUOTE")
+    symbols: list[str] = Field(default_factory=list, description="seed name; a worker takes exactly one")
+    source: Literal["synthetic", "replay", "bitvavo"] = "synthetic"
+    replay_file: Path | None = None
+    speed: str = Field("max", description="max | realtime | <factor> (e.g. 60 = 60x real time)")
+    max_candles: int | None = Field(None, ge=1)
+    state_dir: Path = Path("./paper_trader")
+    strategy: str = "sma-cross"
+    model: Path | None = Field(None, description="model directory for the ml strategy")
+    seed: int = 42
+    record: Path | None = None
+    candle_interval: str = "1m"
+    warmup_candles: int | None = Field(None, ge=0, description="default: what strategy and features need")
+    synthetic_start_ms: int = Field(1_704_067_200_000, description="open time of the first synthetic candle")
+
+    # --- strategy parameters -----------------------------------------------------------------------------
+    sma_fast: int = Field(10, ge=1)
+    sma_slow: int = Field(30, ge=2)
+
+    # --- capital and position sizing ---------------------------------------------------------------------
+    initial_capital: Decimal = Field(Decimal("10000"), gt=0)
+    max_positions: int = Field(5, ge=1)
+    max_positions_per_symbol: int = Field(1, ge=1)
+    base_position_size: float = Field(0.08, gt=0, le=1)
+    min_position_size: float = Field(0.02, gt=0, le=1)
+    max_position_size: float = Field(0.15, gt=0, le=1)
+
+    # --- exits -------------------------------------------------------------------------------------------
+    take_profit_pct: float = Field(0.015, ge=0, le=10, description="0 disables")
+    stop_loss_pct: float = Field(0.008, ge=0, lt=1, description="0 disables")
+    trailing_stop_pct: float = Field(0.006, ge=0, lt=1, description="0 disables")
+    min_profit_for_trailing: float = Field(0.005, ge=0)
+    emergency_stop_pct: float = Field(0.05, gt=0, lt=1)
+    min_hold_time_minutes: float = Field(5, ge=0)
+    max_hold_hours: float = Field(24, ge=0, description="0 disables the time exit")
+    position_cooldown_minutes: float = Field(15, ge=0)
+    max_daily_trades_per_symbol: int = Field(10, ge=0, description="entries per UTC day; 0 = no limit")
+
+    # --- portfolio guards --------------------------------------------------------------------------------
+    max_daily_loss_pct: float = Field(0.05, ge=0, le=1, description="0 disables")
+    max_drawdown_pct: float = Field(0.10, ge=0, le=1, description="0 disables")
+
+    # --- fees, slippage and market precision -------------------------------------------------------------
+    fee_taker: Decimal = Field(Decimal("0.0025"), ge=0, lt=1)
+    fee_maker: Decimal = Field(Decimal("0.0015"), ge=0, lt=1)
+    fee_side: Literal["taker", "maker"] = "taker"
+    slippage_pct: Decimal = Field(Decimal("0.0005"), ge=0, lt=1)
+    tick_size: Decimal | None = Field(None, gt=0, description="price tick; default: 6 significant digits")
+    quantity_decimals: int = Field(8, ge=0, le=12)
+    quote_decimals: int = Field(2, ge=0, le=8)
+    min_order_quote: Decimal = Field(Decimal("5"), ge=0)
+    min_order_base: Decimal = Field(Decimal("0"), ge=0)
+
+    # --- data quality --------------------------------------------------------------------------------------
+    quality_window: int = Field(100, ge=10)
+    quality_outlier_z: float = Field(8.0, gt=0, description="robust z above which a candle is suspect")
+    quality_reject_z: float = Field(30.0, gt=0, description="robust z above which a candle is rejected")
+    enable_data_quality_checks: bool = True
+
+    # --- features and caching ----------------------------------------------------------------------------
+    feature_cache_size: int = Field(500, ge=0)
+    cache_ttl_seconds: float = Field(600, ge=0)
+
+    # --- persistence ---------------------------------------------------------------------------------------
+    commit_every_candles: int = Field(2000, ge=1, description="batch size for replay/synthetic at max speed")
+    commit_interval_seconds: float = Field(1.0, gt=0)
+    portfolio_snapshot_every: int = Field(60, ge=1, description="candles between portfolio.csv rows")
+    log_max_bytes: int = Field(10_000_000, ge=10_000)
+    log_backup_count: int = Field(5, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    progress_interval_seconds: float = Field(5.0, gt=0)
+
+    # --- network surface -----------------------------------------------------------------------------------
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8766, ge=0, le=65535)
+    ws_port: int = Field(8765, ge=0, le=65535)
+    bitvavo_rest_url: str = "https://api.bitvavo.com/v2"
+    bitvavo_ws_url: str = "wss://ws.bitvavo.com/v2/"
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+
+    @field_validator("symbol", mode="before")
+    @classmethod
+    def _upper_symbol(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("symbol")
+    @classmethod
+    def _check_symbol(cls, value: str) -> str:
+        if not SYMBOL_PATTERN.match(value):
+            raise ValueError("expected BASE-QUOTE such as BTC-EUR")
+        return value
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().upper() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("speed")
+    @classmethod
+    def _check_speed(cls, value: str) -> str:
+        value = str(value).strip().lower()
+        if value in ("max", "realtime"):
+            return value
+        try:
+            factor = float(value)
+        except ValueError:
+            raise ValueError("expected max, realtime or a positive number") from None
+        if not factor > 0:
+            raise ValueError("expected max, realtime or a positive number")
+        return value
+
+    @field_validator("candle_interval")
+    @classmethod
+    def _check_interval(cls, value: str) -> str:
+        if value not in INTERVAL_MS:
+            raise ValueError(f"expected one of {', '.join(INTERVAL_MS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.symbols:
+            if len(self.symbols) > 1 and self.symbol not in self.symbols:
+                raise ValueError("SYMBOLS: a worker trades one symbol; run one worker per symbol (the operator does)")
+            if len(self.symbols) == 1 and "symbol" not in self.model_fields_set:
+                object.__setattr__(self, "symbol", self.symbols[0])
+        if self.sma_fast >= self.sma_slow:
+            raise ValueError("SMA_FAST: must be smaller than SMA_SLOW")
+        if not self.min_position_size <= self.base_position_size <= self.max_position_size:
+            raise ValueError("BASE_POSITION_SIZE: must lie between MIN_POSITION_SIZE and MAX_POSITION_SIZE")
+        if self.quality_reject_z < self.quality_outlier_z:
+            raise ValueError("QUALITY_REJECT_Z: must be >= QUALITY_OUTLIER_Z")
+        if self.source == "replay" and self.replay_file is None:
+            raise ValueError("REPLAY_FILE: --source replay needs --replay-file FILE.csv")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_path = settings_cls.model_config.get("yaml_file")
+        return (init_settings, env_settings, dotenv_settings, _YamlSource(settings_cls, yaml_path))
+
+    # --- derived values ------------------------------------------------------------------------------------
+    @property
+    def interval_ms(self) -> int:
+        return INTERVAL_MS[self.candle_interval]
+
+    @property
+    def fee_rate(self) -> Decimal:
+        return self.fee_taker if self.fee_side == "taker" else self.fee_maker
+
+    @property
+    def speed_factor(self) -> float | None:
+        """None for ``max``; otherwise how many times faster than real time."""
+        if self.speed == "max":
+            return None
+        return 1.0 if self.speed == "realtime" else float(self.speed)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain values, secrets masked, for ``papertrader config show``."""
+        out: dict[str, Any] = {}
+        for name in self.model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            elif isinstance(value, (Path, Decimal)):
+                value = str(value)
+            out[name.upper()] = value
+        return out
+
+
+def load_settings(
+    flags: dict[str, Any] | None = None,
+    config_file: Path | str | None = None,
+    env_file: Path | str | None = None,
+) -> Settings:
+    """Build settings from flags, environment, ``.env`` file and YAML file; raise :class:`ConfigError`."""
+    flags = {key: value for key, value in (flags or {}).items() if value is not None}
+    if env_file is not None and not Path(env_file).is_file():
+        raise ConfigError(f"--env-file {env_file}: file not found")
+    if config_file is not None and not Path(config_file).is_file():
+        raise ConfigError(f"--config {config_file}: file not found")
+    cls: type[Settings] = type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "yaml_file": config_file}}
+    )
+    try:
+        return cls(_env_file=env_file, **flags)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    """Turn the first pydantic error into ``invalid setting NAME=value: what is allowed``."""
+    error = exc.errors()[0]
+    location = [str(part) for part in error.get("loc", ()) if not str(part).isdigit()]
+    message = error.get("msg", "invalid value").removeprefix("Value error, ")
+    if not location:  # model-level check: the message starts with the setting's name
+        return f"invalid configuration: {message}"
+    name = location[0].upper()
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) or value is None else f"={value!s:.60}"
+    if error.get("type") == "literal_error":
+        allowed = error.get("ctx", {}).get("expected", "")
+        message = f"allowed values are {allowed}"
+    return f"invalid setting {name}{shown}: {message}"

@@ -1,0 +1,1 @@
+"""The engine: the per-candle pipeline and the run loop around it."""

@@ -1,0 +1,381 @@
+"""The per-candle pipeline: quality gate -> pending fills -> protective exits -> features -> strategy -> risk ->
+ledger. The same code runs for every source.
+
+Timeline for one accepted candle t (docs/fill-model.md):
+1. orders decided at the close of the previous accepted candle fill at t's open (exits first, then entries);
+2. stops, trailing stops and take profits trigger inside t from its high/low;
+3. features see t; after warm-up the strategy returns a signal and the risk manager turns it into orders for the
+   next open;
+4. equity at t's close updates drawdown and daily-loss guards; a portfolio row is written every
+   PORTFOLIO_SNAPSHOT_EVERY candles and after every fill.
+Everything is buffered and made durable in one ledger transaction per batch (:meth:`Engine.commit`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from papertrader.broker.market_rules import MarketRules, auto_tick_size
+from papertrader.broker.paper import Execution, OrderRejected, PaperBroker
+from papertrader.config import Settings
+from papertrader.events import HOLD, CandleVerdict, EngineListener, PortfolioSnapshot, Signal
+from papertrader.features import FeatureEngine
+from papertrader.ledger.csv_logs import PORTFOLIO_HEADER, TRADES_HEADER, CsvLog, fill_row, portfolio_row, \
+    snapshot_row, trade_row
+from papertrader.ledger.portfolio import Portfolio
+from papertrader.ledger.store import LedgerError, LedgerStore
+from papertrader.market.candle import Candle
+from papertrader.market.candle_file import BadRow, CandleRecorder
+from papertrader.quality import DUPLICATE, DataQualityGate
+from papertrader.risk.exits import ExitRules
+from papertrader.risk.manager import MINUTE_MS, RiskLimits, RiskManager
+from papertrader.risk.sizing import position_fraction
+from papertrader.strategy.base import PositionView, Strategy
+
+log = logging.getLogger("papertrader.engine")
+
+_LOGGED_REJECTIONS = 20  # rejections logged one by one; after that, every 1000th
+
+
+@dataclass(slots=True)
+class PendingOrder:
+    """An order decided at a close, to fill at the next accepted candle's open."""
+
+    side: str  # "buy" | "sell"
+    reason: str
+    fraction: float = 0.0  # buys: share of available cash
+    lot_id: int = 0  # sells: the lot to close
+
+    def state(self) -> list[Any]:
+        return [self.side, self.reason, self.fraction, self.lot_id]
+
+
+class Engine:
+    """One symbol's paper-trading pipeline with its ledger."""
+
+    def __init__(self, settings: Settings, strategy: Strategy, store: LedgerStore,
+                 listeners: list[EngineListener] | None = None, recorder: CandleRecorder | None = None,
+                 rules: MarketRules | None = None) -> None:
+        self.settings = settings
+        self.symbol = settings.symbol
+        self.interval_ms = settings.interval_ms
+        self.strategy = strategy
+        self.store = store
+        self.listeners: list[EngineListener] = listeners or []
+        self.recorder = recorder
+        self.gate = DataQualityGate(settings.interval_ms, settings.quality_window, settings.quality_outlier_z,
+                                    settings.quality_reject_z, settings.enable_data_quality_checks)
+        self.features = FeatureEngine(strategy.required_features())
+        self.warmup = (settings.warmup_candles if settings.warmup_candles is not None
+                       else strategy.warmup_candles(self.features.lookback))
+        self.portfolio = Portfolio(settings.symbol, settings.initial_capital, settings.quote_decimals)
+        self._fixed_rules = rules
+        self.broker: PaperBroker | None = None
+        if rules is not None or settings.tick_size is not None:
+            self._set_rules(rules or self._rules_with_tick(settings.tick_size))  # type: ignore[arg-type]
+        self.exit_rules = ExitRules(settings.take_profit_pct, settings.stop_loss_pct, settings.trailing_stop_pct,
+                                    settings.min_profit_for_trailing, settings.emergency_stop_pct)
+        self.risk = RiskManager(RiskLimits(
+            max_positions=settings.max_positions,
+            max_positions_per_symbol=settings.max_positions_per_symbol,
+            min_hold_ms=int(settings.min_hold_time_minutes * MINUTE_MS),
+            max_hold_ms=int(settings.max_hold_hours * 60 * MINUTE_MS),
+            cooldown_ms=int(settings.position_cooldown_minutes * MINUTE_MS),
+            max_daily_entries=settings.max_daily_trades_per_symbol,
+            max_daily_loss_pct=settings.max_daily_loss_pct,
+            max_drawdown_pct=settings.max_drawdown_pct,
+        ))
+        self.pending: list[PendingOrder] = []
+        self.items = 0  # source items consumed (candles and bad rows)
+        self.accepted = 0  # accepted candles
+        self.last_candle: Candle | None = None
+        self.last_snapshot: PortfolioSnapshot | None = None
+        self.last_snapshot_ts: int | None = None
+        self.entries_blocked: dict[str, int] = {}
+        self.orders_rejected = 0
+        self.last_signal: Signal = HOLD
+        self._snapshot_every = settings.portfolio_snapshot_every
+        self._fills: list[tuple[Any, Decimal, Decimal]] = []
+        self._marks: list[PortfolioSnapshot] = []
+        self._events: list[tuple[int | None, str, str]] = []
+        state_dir = settings.state_dir
+        self.trades_log = CsvLog(state_dir / "logs" / "trades.csv", TRADES_HEADER)
+        self.portfolio_log = CsvLog(state_dir / "logs" / "portfolio.csv", PORTFOLIO_HEADER)
+
+    # --- set-up ----------------------------------------------------------------------------------------------
+    def _rules_with_tick(self, tick: Decimal) -> MarketRules:
+        s = self.settings
+        return MarketRules(tick, s.quantity_decimals, s.min_order_quote, s.min_order_base)
+
+    def _set_rules(self, rules: MarketRules) -> None:
+        self.rules = rules
+        self.broker = PaperBroker(self.portfolio, rules, self.settings.fee_rate, self.settings.slippage_pct)
+
+    def restore(self) -> dict[str, Any] | None:
+        """Load the last checkpoint (if any), verify the ledger and align the CSV logs. Returns the checkpoint."""
+        checkpoint = self.store.load_checkpoint()
+        sizes: dict[str, int] = {}
+        if checkpoint is not None:
+            self.load_state(checkpoint["engine_state"])
+            cash, open_ids = self.store.derive_portfolio(self.portfolio.initial_capital)
+            if cash != self.portfolio.cash or open_ids != {lot.id for lot in self.portfolio.lots}:
+                raise LedgerError(
+                    f"ledger mismatch: fills give cash {cash} and lots {sorted(open_ids)}, checkpoint has cash "
+                    f"{self.portfolio.cash} and lots {[lot.id for lot in self.portfolio.lots]}"
+                )
+            sizes = checkpoint["file_sizes"]
+        symbol = self.symbol
+        self.trades_log.open(sizes.get("trades"), lambda: (
+            trade_row(symbol, *row) for row in self.store.fill_rows()))
+        self.portfolio_log.open(sizes.get("portfolio"), lambda: (
+            portfolio_row(*row) for row in self.store.mark_rows()))
+        if self.recorder is not None:
+            self.recorder.truncate_to(sizes.get("record", 0) or self.recorder.size)
+        return checkpoint
+
+    # --- the pipeline ----------------------------------------------------------------------------------------
+    def process(self, item: Candle | BadRow) -> CandleVerdict:
+        """Run one source item through the pipeline."""
+        self.items += 1
+        verdict = self.gate.check(item)
+        if self.recorder is not None and type(item) is Candle:
+            self.recorder.write(item)
+        if verdict.status == "rejected":
+            self._on_rejected(item, verdict)
+            return verdict
+        if verdict is DUPLICATE:
+            return verdict
+        candle: Candle = item  # type: ignore[assignment]
+        self.accepted += 1
+        if self.broker is None:
+            self._set_rules(self._rules_with_tick(auto_tick_size(candle.open)))
+        filled = False
+        if self.pending:
+            filled = self._execute_pending(candle)
+        portfolio = self.portfolio
+        if portfolio.lots:
+            filled = self._protective_exits(candle) or filled
+        features = self.features
+        values = features.update(candle)
+        if features.count >= features.lookback:
+            lots = portfolio.lots
+            view = None
+            if lots:
+                view = PositionView(sum(lot.qty_f for lot in lots), lots[0].entry_f, lots[0].entry_ts, len(lots))
+            signal = self.strategy.on_candle(candle, values, view)
+            if self.accepted > self.warmup:
+                self.last_signal = signal
+                if signal is not HOLD or lots:
+                    self._decide(candle, signal)
+        equity = portfolio.equity_f(candle.close)
+        for message in self.risk.on_equity(candle.ts, equity):
+            log.warning("%s %s", self.symbol, message)
+            self._events.append((candle.ts, "halt", message))
+        self.last_candle = candle
+        if filled or self.accepted % self._snapshot_every == 0:
+            self._snapshot(candle)
+        for listener in self.listeners:
+            listener.on_candle(candle, verdict)
+        return verdict
+
+    def _on_rejected(self, item: Candle | BadRow, verdict: CandleVerdict) -> None:
+        reason = verdict.reasons[0]
+        ts = item.ts if type(item) is Candle else None  # type: ignore[union-attr]
+        self._events.append((ts, "candle_rejected", reason))
+        rejected = self.gate.counters.rejected
+        if rejected <= _LOGGED_REJECTIONS or rejected % 1000 == 0:
+            suffix = " (further rejections are logged every 1000th)" if rejected == _LOGGED_REJECTIONS else ""
+            log.warning("%s candle rejected (%d so far): %s%s", self.symbol, rejected, reason, suffix)
+        for listener in self.listeners:
+            listener.on_candle(item, verdict)  # type: ignore[arg-type]
+
+    def _execute_pending(self, candle: Candle) -> bool:
+        broker = self.broker
+        assert broker is not None
+        filled = False
+        orders = sorted(self.pending, key=lambda order: order.side != "sell")  # exits first
+        self.pending = []
+        for order in orders:
+            if order.side == "sell":
+                lot = next((lot for lot in self.portfolio.lots if lot.id == order.lot_id), None)
+                if lot is None:
+                    continue
+                self._record(broker.sell(candle.ts, lot, broker.slipped(candle.open, "sell"), order.reason))
+                self.risk.record_close(candle.ts)
+            else:
+                result = broker.buy(candle.ts, broker.slipped(candle.open, "buy"), order.fraction, order.reason)
+                if isinstance(result, OrderRejected):
+                    self._reject_order(result)
+                    continue
+                self._record(result)
+            filled = True
+        return filled
+
+    def _protective_exits(self, candle: Candle) -> bool:
+        broker = self.broker
+        assert broker is not None
+        filled = False
+        for lot in list(self.portfolio.lots):
+            trigger = self.exit_rules.check(lot, candle, lot.entry_ts == candle.ts)
+            if trigger is None:
+                self.exit_rules.after_candle(lot, candle)
+                continue
+            if trigger.is_stop:
+                price = broker.slipped(trigger.price, "sell")
+            else:
+                price = broker.rules.price_against(Decimal(repr(trigger.price)), "sell")
+            self._record(broker.sell(candle.ts, lot, price, trigger.reason))
+            self.risk.record_close(candle.ts)
+            filled = True
+        return filled
+
+    def _decide(self, candle: Candle, signal: Signal) -> None:
+        decision_ts = candle.ts + self.interval_ms
+        risk = self.risk
+        lots = self.portfolio.lots
+        exiting = {order.lot_id for order in self.pending if order.side == "sell"}
+        for lot in lots:
+            if lot.id not in exiting:
+                reason = risk.due_exit(lot, decision_ts, signal.side == "sell")
+                if reason is not None:
+                    self.pending.append(PendingOrder("sell", reason, lot_id=lot.id))
+        if signal.side != "buy":
+            return
+        pending_entries = sum(1 for order in self.pending if order.side == "buy")
+        block = risk.entry_block(decision_ts, len(lots), pending_entries)
+        if block is not None:
+            self.entries_blocked[block] = self.entries_blocked.get(block, 0) + 1
+            return
+        s = self.settings
+        fraction = position_fraction(signal.confidence, signal.strength, s.base_position_size,
+                                     s.min_position_size, s.max_position_size)
+        self.pending.append(PendingOrder("buy", signal.reason or "signal", fraction=fraction))
+        risk.record_entry_decision()
+
+    def _record(self, execution: Execution) -> None:
+        fill = execution.fill
+        self._fills.append((fill, execution.notional, execution.cash_after))
+        self.trades_log.append(fill_row(fill, execution.notional, execution.cash_after))
+        for listener in self.listeners:
+            listener.on_fill(fill)
+
+    def _reject_order(self, rejection: OrderRejected) -> None:
+        self.orders_rejected += 1
+        self._events.append((rejection.ts, "order_rejected", f"{rejection.reason}: {rejection.message}"))
+        log.warning("%s %s order rejected: %s", self.symbol, rejection.side, rejection.message)
+
+    def _snapshot(self, candle: Candle) -> None:
+        snapshot = self.portfolio.snapshot(candle.ts, candle.close)
+        self.last_snapshot = snapshot
+        self.last_snapshot_ts = snapshot.ts
+        self._marks.append(snapshot)
+        self.portfolio_log.append(snapshot_row(snapshot))
+        for listener in self.listeners:
+            listener.on_portfolio(snapshot)
+
+    def finish(self) -> None:
+        """Write a closing portfolio row for the last candle unless one was just written."""
+        candle = self.last_candle
+        if candle is not None and self.last_snapshot_ts != candle.ts:
+            self._snapshot(candle)
+
+    # --- control -----------------------------------------------------------------------------------------------
+    def halt_entries(self, reason: str) -> None:
+        self.risk.halt(reason)
+        self._events.append((self.last_candle.ts if self.last_candle else None, "halt", f"manual: {reason}"))
+
+    def resume_entries(self) -> None:
+        self.risk.resume()
+        self._events.append((self.last_candle.ts if self.last_candle else None, "resume", "entries resumed"))
+
+    # --- durability --------------------------------------------------------------------------------------------
+    def commit(self, cursor: dict[str, Any]) -> float:
+        """Make everything since the last commit durable, together with the source cursor. Returns seconds taken."""
+        started = time.perf_counter()
+        sizes = {"trades": self.trades_log.flush(), "portfolio": self.portfolio_log.flush()}
+        if self.recorder is not None:
+            self.recorder.flush()
+            sizes["record"] = self.recorder.size
+        self.store.commit_batch(self._fills, self._marks, self._events, {
+            "items": self.items,
+            "last_ts": self.last_candle.ts if self.last_candle else None,
+            "cursor": cursor,
+            "engine_state": self.state(),
+            "file_sizes": sizes,
+        })
+        self._fills.clear()
+        self._marks.clear()
+        self._events.clear()
+        return time.perf_counter() - started
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "accepted": self.accepted,
+            "tick_size": str(self.rules.tick_size) if self.broker is not None else None,
+            "gate": self.gate.state(),
+            "features": self.features.state(),
+            "strategy": self.strategy.state(),
+            "portfolio": self.portfolio.state(),
+            "risk": self.risk.state_dict(),
+            "pending": [order.state() for order in self.pending],
+            "last_candle": list(self.last_candle) if self.last_candle else None,
+            "last_snapshot_ts": self.last_snapshot_ts,
+            "entries_blocked": self.entries_blocked,
+            "orders_rejected": self.orders_rejected,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.items = state["items"]
+        self.accepted = state["accepted"]
+        if state["tick_size"] is not None and self._fixed_rules is None:
+            self._set_rules(self._rules_with_tick(Decimal(state["tick_size"])))
+        self.gate.load_state(state["gate"])
+        self.features.load_state(state["features"])
+        self.strategy.load_state(state["strategy"])
+        self.portfolio.load_state(state["portfolio"])
+        self.risk.load_state(state["risk"])
+        self.pending = [PendingOrder(*order) for order in state["pending"]]
+        self.last_candle = Candle(*state["last_candle"]) if state["last_candle"] else None
+        self.last_snapshot_ts = state["last_snapshot_ts"]
+        self.entries_blocked = state["entries_blocked"]
+        self.orders_rejected = state["orders_rejected"]
+
+    # --- reporting -----------------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Results so far; the last stdout line of a finite run."""
+        portfolio = self.portfolio
+        counters = self.gate.counters
+        if self.last_candle is not None:
+            snapshot = portfolio.snapshot(self.last_candle.ts, self.last_candle.close)
+            equity = snapshot.equity
+        else:
+            equity = portfolio.cash
+        initial = portfolio.initial_capital
+        return {
+            "symbol": self.symbol,
+            "candles": self.accepted,
+            "trades": portfolio.fills,
+            "final_equity": float(equity),
+            "return_pct": round(float((equity - initial) / initial * 100), 4),
+            "max_drawdown_pct": round(self.risk.state.max_drawdown_pct * 100, 4),
+            "win_rate": round(100.0 * portfolio.winning_lots / portfolio.closed_lots, 2) if portfolio.closed_lots else 0.0,
+            "round_trips": portfolio.closed_lots,
+            "open_positions": len(portfolio.lots),
+            "cash": float(portfolio.cash),
+            "fees_paid": float(portfolio.fees),
+            "realized_pnl": float(portfolio.realized_pnl),
+            "rejected_candles": counters.rejected,
+            "duplicates_ignored": counters.duplicates_ignored,
+            "gaps": counters.gaps,
+            "missing_candles": counters.missing_candles,
+            "suspect_candles": counters.suspect,
+            "orders_rejected": self.orders_rejected,
+            "warmup_candles": self.warmup,
+            "data_quality_score": self.gate.score()[0],
+            "halted": sorted(self.risk.state.halts),
+        }

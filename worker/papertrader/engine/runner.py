@@ -1,0 +1,191 @@
+"""``papertrader run``: wires source, engine, ledger and services together and drives the loop.
+
+The loop asks the source for batches, runs every item through the engine, and commits. At ``--speed max`` a
+batch is COMMIT_EVERY_CANDLES items (or fewer, to stop exactly at ``--max-candles``); paced and live runs commit
+after every batch. ``--max-candles`` counts items consumed since the state directory was created, so a run that
+is killed and restarted with the same arguments stops at the same candle as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from papertrader.config import Settings
+from papertrader.engine.pipeline import Engine
+from papertrader.events import EngineListener
+from papertrader.ledger.store import LedgerStore
+from papertrader.logs import PERFORMANCE_LOGGER, setup_logging
+from papertrader.market.candle_file import CandleRecorder
+from papertrader.market.sources.base import CandleSource
+from papertrader.strategy import create_strategy
+
+log = logging.getLogger("papertrader.runner")
+perf_log = logging.getLogger(PERFORMANCE_LOGGER)
+
+
+class Service(Protocol):
+    """Something that runs beside the engine (HTTP server, WebSocket feed, notifier)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+#: Factories that add services and listeners to a runner (registered by the observability layer).
+ServiceFactory = Callable[["WorkerRunner"], Awaitable[None]]
+SERVICE_FACTORIES: list[ServiceFactory] = []
+
+
+def make_source(settings: Settings) -> CandleSource:
+    """The configured candle source."""
+    if settings.source == "replay":
+        from papertrader.market.sources.replay import ReplaySource
+
+        return ReplaySource(settings.replay_file)  # type: ignore[arg-type]
+    if settings.source == "synthetic":
+        from papertrader.market.sources.synthetic import SyntheticSource
+
+        return SyntheticSource(settings.seed, settings.interval_ms, settings.synthetic_start_ms)
+    from papertrader.market.sources.bitvavo import BitvavoSource  # type: ignore[import-not-found]
+
+    return BitvavoSource(settings)
+
+
+class WorkerRunner:
+    """Owns one worker's engine, source and services for the duration of ``papertrader run``."""
+
+    def __init__(self, settings: Settings, source: CandleSource | None = None, console_logs: bool = True) -> None:
+        self.settings = settings
+        setup_logging(settings.state_dir / "logs", settings.log_level, settings.log_max_bytes,
+                      settings.log_backup_count, console=console_logs)
+        self.store = LedgerStore(settings.state_dir / "state.db")
+        self.store.check_identity({"symbol": settings.symbol, "source": settings.source,
+                                   "strategy": settings.strategy})
+        self.strategy = create_strategy(settings)
+        self.recorder = CandleRecorder(settings.record) if settings.record else None
+        self.listeners: list[EngineListener] = []
+        self.services: list[Service] = []
+        self.engine = Engine(settings, self.strategy, self.store, self.listeners, self.recorder)
+        self.source = source or make_source(settings)
+        self.started_at = time.monotonic()
+        self.finished = False
+        self.last_progress = time.monotonic()
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Stop after the current batch (SIGTERM/SIGINT): commit and exit cleanly."""
+        self._stop.set()
+
+    async def run(self) -> dict[str, Any]:
+        """Run until the source ends, ``--max-candles`` is reached or a stop is requested. Returns the summary."""
+        settings, engine, source = self.settings, self.engine, self.source
+        checkpoint = engine.restore()
+        if checkpoint is not None:
+            source.restore(checkpoint["cursor"])
+            log.info("%s resuming after %d items (last candle ts=%s, equity %s)", settings.symbol, engine.items,
+                     checkpoint["last_ts"], engine.portfolio.cash)
+        else:
+            log.info("%s starting fresh: source=%s strategy=%s warm-up=%d candles", settings.symbol,
+                     settings.source, settings.strategy, engine.warmup)
+        for factory in SERVICE_FACTORIES:
+            await factory(self)
+        for service in self.services:
+            await service.start()
+        self._install_signal_handlers()
+        try:
+            await source.start(checkpoint["last_ts"] if checkpoint else None, engine.warmup)
+            await self._loop()
+        finally:
+            for service in reversed(self.services):
+                await service.stop()
+            await source.close()
+            if self.recorder is not None:
+                self.recorder.close()
+        summary = engine.summary()
+        summary["duration_s"] = round(time.monotonic() - self.started_at, 3)
+        summary["finished"] = self.finished
+        return summary
+
+    async def _loop(self) -> None:
+        settings, engine, source = self.settings, self.engine, self.source
+        factor = settings.speed_factor
+        paced = factor is not None and not source.live
+        batch_size = 1 if paced else settings.commit_every_candles
+        pause = settings.interval_ms / 1000.0 / factor if paced and factor else 0.0
+        next_due = time.monotonic()
+        max_items = settings.max_candles
+        last_commit = time.monotonic()
+        uncommitted = 0
+        while not self._stop.is_set():
+            want = batch_size
+            if max_items is not None:
+                if engine.items >= max_items:
+                    self.finished = True
+                    break
+                want = min(want, max_items - engine.items)
+            batch = await source.next_batch(want)
+            if batch is None:
+                self.finished = True
+                break
+            process = engine.process
+            for item in batch:
+                process(item)
+            uncommitted += len(batch)
+            now = time.monotonic()
+            if (source.live or paced or uncommitted >= settings.commit_every_candles
+                    or now - last_commit >= settings.commit_interval_seconds):
+                engine.commit(source.cursor())
+                last_commit, uncommitted = now, 0
+            if now - self.last_progress >= settings.progress_interval_seconds:
+                self._progress(now)
+            if paced:
+                next_due += pause
+                await asyncio.sleep(max(0.0, next_due - time.monotonic()))
+            else:
+                await asyncio.sleep(0)
+        if self.finished:
+            engine.finish()
+        engine.commit(source.cursor())
+
+    def _progress(self, now: float) -> None:
+        engine = self.engine
+        elapsed = now - self.started_at
+        snapshot = engine.last_snapshot
+        equity = snapshot.equity if snapshot else engine.portfolio.cash
+        perf_log.info("Performance: %s %d items (%.0f/s), %d trades, equity %s, quality %.1f", self.settings.symbol,
+                      engine.items, engine.items / elapsed if elapsed else 0.0, engine.portfolio.fills, equity,
+                      engine.gate.score()[0])
+        self.last_progress = now
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests): no handlers
+                pass
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable lines followed by the one-line JSON object (the last line of stdout)."""
+    lines = [
+        f"symbol            {summary['symbol']}",
+        f"candles           {summary['candles']} (rejected {summary['rejected_candles']}, gaps {summary['gaps']})",
+        f"trades            {summary['trades']} ({summary['round_trips']} round trips, win rate {summary['win_rate']}%)",
+        f"final equity      {summary['final_equity']:.2f} (return {summary['return_pct']}%,"
+        f" max drawdown {summary['max_drawdown_pct']}%)",
+        f"fees paid         {summary['fees_paid']:.2f}",
+        json.dumps(summary, separators=(",", ":")),
+    ]
+    return "\n".join(lines)
+
+
+def summary_path(state_dir: Path) -> Path:
+    return state_dir / "summary.json"

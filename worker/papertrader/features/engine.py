@@ -1,0 +1,108 @@
+"""The feature engine: builds the indicators that a list of feature names needs and updates them per candle."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from papertrader.features import indicators as ind
+from papertrader.market.candle import Candle
+
+
+class UnknownFeatureError(ValueError):
+    """A feature name that the engine cannot compute."""
+
+
+_PARAMETRIC: dict[str, tuple[Callable[[int], ind.Indicator], Callable[[int], str]]] = {
+    "sma": (ind.Sma, lambda n: f"sma:{n}"),
+    "close_sma": (ind.CloseToSma, lambda n: f"close_sma:{n}"),
+    "ema": (ind.EmaOfClose, lambda n: f"ema:{n}"),
+    "rsi": (ind.Rsi, lambda n: f"rsi:{n}"),
+    "bb_width": (ind.Bollinger, lambda n: f"bb:{n}"),
+    "bb_pos": (ind.Bollinger, lambda n: f"bb:{n}"),
+    "atr": (ind.Atr, lambda n: f"atr:{n}"),
+    "atr_pct": (ind.Atr, lambda n: f"atr:{n}"),
+    "volatility": (ind.Volatility, lambda n: f"vol:{n}"),
+    "ret": (ind.Return, lambda n: f"ret:{n}"),
+    "volume_z": (ind.VolumeZ, lambda n: f"volz:{n}"),
+}
+_FIXED: dict[str, tuple[Callable[[], ind.Indicator], str]] = {
+    "macd": (ind.Macd, "macd"),
+    "macd_signal": (ind.Macd, "macd"),
+    "macd_hist": (ind.Macd, "macd"),
+    "range_pct": (ind.RangePct, "range"),
+}
+_NAME = re.compile(r"^([a-z_]+?)_(\d+)$")
+
+#: A broad default set (used by the ML pipeline unless its config names others).
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "ret_1", "ret_5", "ret_15", "ret_60",
+    "close_sma_10", "close_sma_30",
+    "ema_12", "rsi_14", "macd", "macd_signal", "macd_hist",
+    "bb_width_20", "bb_pos_20", "atr_pct_14", "volatility_20", "volatility_60",
+    "volume_z_20", "range_pct",
+)
+
+
+def parse_feature(name: str) -> tuple[str, Callable[[], ind.Indicator]]:
+    """The shared-indicator key and a factory for a feature name; raises :class:`UnknownFeatureError`."""
+    if name in _FIXED:
+        factory, key = _FIXED[name]
+        return key, factory
+    match = _NAME.match(name)
+    if match and match.group(1) in _PARAMETRIC and int(match.group(2)) >= 1:
+        kind, n = match.group(1), int(match.group(2))
+        cls, key = _PARAMETRIC[kind]
+        if kind in ("volatility", "volume_z", "bb_width", "bb_pos") and n < 2:
+            raise UnknownFeatureError(f"feature {name!r}: window must be >= 2")
+        return key(n), lambda: cls(n)
+    known = ", ".join(sorted([f"{k}_<n>" for k in _PARAMETRIC] + list(_FIXED)))
+    raise UnknownFeatureError(f"unknown feature {name!r}; known: {known}")
+
+
+class FeatureEngine:
+    """Computes the requested features incrementally. ``values`` always holds the latest value of every feature."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names: tuple[str, ...] = tuple(dict.fromkeys(names))
+        self._indicators: dict[str, ind.Indicator] = {}
+        for name in self.names:
+            key, factory = parse_feature(name)
+            if key not in self._indicators:
+                self._indicators[key] = factory()
+        self._update_calls = [indicator.update for indicator in self._indicators.values()]
+        self.values: dict[str, float] = {}
+        self.count = 0
+        self.lookback = max((i.lookback for i in self._indicators.values()), default=0)
+
+    def update(self, candle: Candle) -> dict[str, float]:
+        """Feed one accepted closed candle; returns the (shared, mutable) values dict."""
+        values = self.values
+        for update in self._update_calls:
+            update(candle, values)
+        self.count += 1
+        return values
+
+    def vector(self) -> list[float]:
+        """The requested features in order (for models)."""
+        values = self.values
+        return [values[name] for name in self.names]
+
+    @property
+    def ready(self) -> bool:
+        return self.count >= self.lookback
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "values": dict(self.values),
+            "indicators": {key: indicator.state() for key, indicator in self._indicators.items()},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.count = state["count"]
+        self.values.clear()
+        self.values.update(state["values"])
+        for key, indicator in self._indicators.items():
+            indicator.load_state(state["indicators"][key])

@@ -1,0 +1,1 @@
+"""The ledger: exact portfolio accounting, SQLite persistence and the CSV logs derived from it."""

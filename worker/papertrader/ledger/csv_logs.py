@@ -1,0 +1,84 @@
+"""``trades.csv`` and ``portfolio.csv``: append-only views of the ledger, crash-safe.
+
+Rows are buffered and written (and flushed) right before the ledger commit that contains them; the commit records
+each file's byte size. On start a file longer than its recorded size is truncated (rows of a batch whose commit
+never happened: they will be produced again), and a file that is missing or shorter is rebuilt from the database.
+So after any crash the files hold neither duplicates nor half-written rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from papertrader.events import Fill, PortfolioSnapshot
+
+TRADES_HEADER = "timestamp_ms,symbol,side,quantity,price,fee,realized_pnl,reason,notional,cash_after,position_id\n"
+PORTFOLIO_HEADER = "timestamp_ms,cash,position_value,equity,open_positions\n"
+
+
+def trade_row(symbol: str, ts: int, side: str, quantity: Any, price: Any, fee: Any, pnl: Any, reason: str,
+              notional: Any, cash_after: Any, position_id: int) -> str:
+    return f"{ts},{symbol},{side},{quantity},{price},{fee},{pnl},{reason},{notional},{cash_after},{position_id}\n"
+
+
+def fill_row(fill: Fill, notional: Any, cash_after: Any) -> str:
+    return trade_row(fill.symbol, fill.ts, fill.side, fill.quantity, fill.price, fill.fee, fill.realized_pnl,
+                     fill.reason, notional, cash_after, fill.position_id)
+
+
+def portfolio_row(ts: int, cash: Any, position_value: Any, equity: Any, open_positions: int) -> str:
+    return f"{ts},{cash},{position_value},{equity},{open_positions}\n"
+
+
+def snapshot_row(snapshot: PortfolioSnapshot) -> str:
+    return portfolio_row(snapshot.ts, snapshot.cash, snapshot.position_value, snapshot.equity,
+                         snapshot.open_positions)
+
+
+class CsvLog:
+    """One append-only CSV file with a header, synchronised to ledger commits."""
+
+    def __init__(self, path: Path, header: str) -> None:
+        self.path = path
+        self.header = header
+        self._pending: list[str] = []
+        self._file: Any = None
+
+    def open(self, committed_size: int | None, rebuild_rows: Callable[[], Iterable[str]]) -> None:
+        """Open for appending, first making the file match the last commit (``None``: nothing committed yet)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        actual = self.path.stat().st_size if self.path.exists() else -1
+        if committed_size is None:
+            self._rewrite([])
+        elif actual > committed_size:
+            with open(self.path, "r+b") as handle:
+                handle.truncate(committed_size)
+        elif actual < committed_size:
+            self._rewrite(rebuild_rows())
+        self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+
+    def _rewrite(self, rows: Iterable[str]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(self.header)
+            handle.writelines(rows)
+        os.replace(tmp, self.path)
+
+    def append(self, row: str) -> None:
+        self._pending.append(row)
+
+    def flush(self) -> int:
+        """Write pending rows; returns the file size to record in the commit."""
+        if self._pending:
+            self._file.writelines(self._pending)
+            self._pending.clear()
+        self._file.flush()
+        return self._file.tell()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,164 @@
+"""``<state-dir>/state.db``: the append-only ledger (SQLite, WAL) and the engine checkpoint.
+
+Tables:
+- ``meta``: what this state directory belongs to (symbol, source, strategy) and the schema version.
+- ``fills``: every executed paper order, in order (append-only).
+- ``marks``: every portfolio row (equity mark), in order (append-only).
+- ``events``: orders rejected, candles rejected, halts and other things that happened (append-only).
+- ``checkpoint``: one row: candles consumed, the source cursor, the engine's in-memory state, and the byte sizes
+  of the CSV logs that match this checkpoint.
+
+Cash and open lots are derived from ``fills`` (:meth:`LedgerStore.derive_portfolio`) and checked against the
+checkpoint on every start. Everything a batch produced is written in one transaction together with the new
+checkpoint, so a crash leaves either the whole batch or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from papertrader.events import Fill, PortfolioSnapshot
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fills (
+    id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, side TEXT NOT NULL, quantity TEXT NOT NULL, price TEXT NOT NULL,
+    notional TEXT NOT NULL, fee TEXT NOT NULL, realized_pnl TEXT NOT NULL, reason TEXT NOT NULL,
+    position_id INTEGER NOT NULL, cash_after TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS marks (
+    id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, cash TEXT NOT NULL, position_value TEXT NOT NULL,
+    equity TEXT NOT NULL, open_positions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, ts INTEGER, kind TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1), items INTEGER NOT NULL, last_ts INTEGER, cursor TEXT NOT NULL,
+    engine_state TEXT NOT NULL, file_sizes TEXT NOT NULL);
+"""
+
+
+class LedgerError(RuntimeError):
+    """The state database is unusable or inconsistent."""
+
+
+class LedgerStore:
+    """SQLite access for one worker's state directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{path}: cannot open state database ({exc})") from None
+
+    # --- identity --------------------------------------------------------------------------------------------
+    def check_identity(self, identity: dict[str, str]) -> None:
+        """Bind the directory to a symbol/source/strategy on first use; refuse to mix runs later."""
+        stored = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if not stored:
+            rows = [("schema_version", SCHEMA_VERSION), *identity.items()]
+            self.db.executemany("INSERT INTO meta VALUES (?, ?)", rows)
+            return
+        for key, value in identity.items():
+            if key in stored and stored[key] != value:
+                raise LedgerError(
+                    f"state directory {self.path.parent} belongs to {key.upper()}={stored[key]}, not {value}; "
+                    "use another --state-dir"
+                )
+
+    # --- checkpoint ------------------------------------------------------------------------------------------
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT items, last_ts, cursor, engine_state, file_sizes FROM checkpoint WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        items, last_ts, cursor, engine_state, sizes = row
+        return {
+            "items": items,
+            "last_ts": last_ts,
+            "cursor": json.loads(cursor),
+            "engine_state": json.loads(engine_state),
+            "file_sizes": json.loads(sizes),
+        }
+
+    def commit_batch(
+        self,
+        fills: Iterable[tuple[Fill, Decimal, Decimal]],
+        marks: Iterable[PortfolioSnapshot],
+        events: Iterable[tuple[int | None, str, str]],
+        checkpoint: dict[str, Any],
+    ) -> None:
+        """Append a batch and replace the checkpoint, atomically."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO fills (ts, side, quantity, price, notional, fee, realized_pnl, reason, position_id,"
+                " cash_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (f.ts, f.side, str(f.quantity), str(f.price), str(notional), str(f.fee), str(f.realized_pnl),
+                     f.reason, f.position_id, str(cash_after))
+                    for f, notional, cash_after in fills
+                ],
+            )
+            db.executemany(
+                "INSERT INTO marks (ts, cash, position_value, equity, open_positions) VALUES (?, ?, ?, ?, ?)",
+                [(m.ts, str(m.cash), str(m.position_value), str(m.equity), m.open_positions) for m in marks],
+            )
+            db.executemany("INSERT INTO events (ts, kind, detail) VALUES (?, ?, ?)", list(events))
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoint (id, items, last_ts, cursor, engine_state, file_sizes)"
+                " VALUES (1, ?, ?, ?, ?, ?)",
+                (
+                    checkpoint["items"],
+                    checkpoint["last_ts"],
+                    json.dumps(checkpoint["cursor"], separators=(",", ":")),
+                    json.dumps(checkpoint["engine_state"], separators=(",", ":")),
+                    json.dumps(checkpoint["file_sizes"], separators=(",", ":")),
+                ),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # --- derivations ------------------------------------------------------------------------------------------
+    def derive_portfolio(self, initial_capital: Decimal) -> tuple[Decimal, set[int]]:
+        """Cash and the ids of open lots, computed from the fills alone."""
+        cash = initial_capital
+        open_lots: set[int] = set()
+        for side, notional, fee, position_id in self.db.execute(
+            "SELECT side, notional, fee, position_id FROM fills ORDER BY id"
+        ):
+            if side == "buy":
+                cash -= Decimal(notional) + Decimal(fee)
+                open_lots.add(position_id)
+            else:
+                cash += Decimal(notional) - Decimal(fee)
+                open_lots.discard(position_id)
+        return cash, open_lots
+
+    def fill_rows(self) -> list[tuple[Any, ...]]:
+        return self.db.execute(
+            "SELECT ts, side, quantity, price, fee, realized_pnl, reason, notional, cash_after, position_id"
+            " FROM fills ORDER BY id"
+        ).fetchall()
+
+    def mark_rows(self) -> list[tuple[Any, ...]]:
+        return self.db.execute(
+            "SELECT ts, cash, position_value, equity, open_positions FROM marks ORDER BY id"
+        ).fetchall()
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,63 @@
+"""The strategy interface: candle + features + position in, :class:`~papertrader.events.Signal` out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from papertrader.events import Signal
+from papertrader.market.candle import Candle
+
+if TYPE_CHECKING:
+    from papertrader.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    """What a strategy may know about the symbol's open position(s)."""
+
+    quantity: float
+    entry_price: float
+    entry_ts: int
+    lots: int
+
+
+class Strategy(ABC):
+    """Base class for strategies.
+
+    A strategy names the features it needs (:meth:`required_features`), may need extra candles before its
+    first decision (:meth:`warmup_candles`), and returns one :class:`Signal` per closed, accepted candle after
+    warm-up. ``buy`` asks to open a position, ``sell`` to close the open one(s), ``hold`` does nothing. The risk
+    manager decides whether and how much; the broker fills at the next candle's open. A strategy must only use
+    what it is given (no look-ahead) and must be deterministic; any state it keeps goes through
+    :meth:`state`/:meth:`load_state` so that a restarted worker continues exactly.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def required_features(self) -> tuple[str, ...]:
+        """Feature names (see :mod:`papertrader.features.indicators`) computed for this strategy."""
+
+    def warmup_candles(self, feature_lookback: int) -> int:
+        """Candles that only build state before the first decision. Default: the features' lookback + 1."""
+        return feature_lookback + 1
+
+    @abstractmethod
+    def on_candle(self, candle: Candle, features: dict[str, float], position: PositionView | None) -> Signal:
+        """The signal for this closed candle."""
+
+    def state(self) -> Any:
+        """JSON-serialisable internal state (None when stateless)."""
+        return None
+
+    def load_state(self, state: Any) -> None:
+        """Restore what :meth:`state` returned."""
+
+    def status(self) -> dict[str, Any]:
+        """Extra facts for health/status (e.g. model version)."""
+        return {}

@@ -1,0 +1,43 @@
+"""``sma-cross``: the reference strategy. Buy when SMA(fast) crosses above SMA(slow), sell when it crosses below.
+
+A cross is ``fast > slow`` now and ``fast <= slow`` on the previous candle (and the mirror for the sell). Signals
+carry confidence 0.5 and strength 0.5 (MODERATE), so the risk manager sizes entries at BASE_POSITION_SIZE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from papertrader.events import HOLD, Signal
+from papertrader.market.candle import Candle
+from papertrader.strategy.base import PositionView, Strategy
+
+BUY = Signal("buy", confidence=0.5, strength=0.5, reason="sma_cross_up")
+SELL = Signal("sell", confidence=0.5, strength=0.5, reason="sma_cross_down")
+
+
+class SmaCross(Strategy):
+    name = "sma-cross"
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.fast_key = f"sma_{settings.sma_fast}"
+        self.slow_key = f"sma_{settings.sma_slow}"
+        self._prev_above: bool | None = None
+
+    def required_features(self) -> tuple[str, ...]:
+        return (self.fast_key, self.slow_key)
+
+    def on_candle(self, candle: Candle, features: dict[str, float], position: PositionView | None) -> Signal:
+        above = features[self.fast_key] > features[self.slow_key]
+        prev = self._prev_above
+        self._prev_above = above
+        if prev is None or above == prev:
+            return HOLD
+        return BUY if above else SELL
+
+    def state(self) -> Any:
+        return self._prev_above
+
+    def load_state(self, state: Any) -> None:
+        self._prev_above = state
