@@ -42,7 +42,7 @@ def documents(text: str) -> list[dict]:
 
 
 def render(*extra: str) -> list[dict]:
-    return documents(helm_template(*extra).stdout)
+    return documents(helm_template("--include-crds", *extra).stdout)
 
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:

@@ -135,6 +135,18 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     progress_interval_seconds: float = Field(5.0, gt=0)
 
+    # --- circuit breakers ----------------------------------------------------------------------------------
+    enable_circuit_breakers: bool = True
+    data_collection_failure_threshold: int = Field(5, ge=1)
+    data_collection_recovery_timeout: float = Field(60, gt=0)
+    prediction_failure_threshold: int = Field(3, ge=1)
+    prediction_recovery_timeout: float = Field(180, gt=0)
+    trading_failure_threshold: int = Field(3, ge=1)
+    trading_recovery_timeout: float = Field(300, gt=0)
+    notification_failure_threshold: int = Field(5, ge=1)
+    notification_recovery_timeout: float = Field(120, gt=0)
+    breaker_success_threshold: int = Field(2, ge=1)
+
     # --- network surface -----------------------------------------------------------------------------------
     http_host: str = "0.0.0.0"
     http_port: int = Field(8766, ge=0, le=65535)

@@ -166,7 +166,12 @@ class Engine:
             view = None
             if lots:
                 view = PositionView(sum(lot.qty_f for lot in lots), lots[0].entry_f, lots[0].entry_ts, len(lots))
-            signal = self.strategy.on_candle(candle, values, view)
+            strategy = self.strategy
+            signal = strategy.on_candle(candle, values, view)
+            if strategy.prediction is not None:
+                for listener in self.listeners:
+                    listener.on_prediction(strategy.prediction)
+                strategy.prediction = None
             if self.accepted > self.warmup:
                 self.last_signal = signal
                 if signal is not HOLD or lots:
@@ -284,13 +289,20 @@ class Engine:
             self._snapshot(candle)
 
     # --- control -----------------------------------------------------------------------------------------------
-    def halt_entries(self, reason: str) -> None:
-        self.risk.halt(reason)
-        self._events.append((self.last_candle.ts if self.last_candle else None, "halt", f"manual: {reason}"))
+    def halt_entries(self, reason: str, kind: str = "manual") -> None:
+        """Stop opening positions (open ones are still managed). Kinds: ``manual``, ``data_breaker``, ..."""
+        if self.risk.state.halts.get(kind) == reason:
+            return
+        self.risk.halt(kind, reason)
+        log.warning("%s entries halted (%s): %s", self.symbol, kind, reason)
+        self._events.append((self.last_candle.ts if self.last_candle else None, "halt", f"{kind}: {reason}"))
 
-    def resume_entries(self) -> None:
-        self.risk.resume()
-        self._events.append((self.last_candle.ts if self.last_candle else None, "resume", "entries resumed"))
+    def resume_entries(self, kind: str = "manual") -> None:
+        if kind not in self.risk.state.halts and not (kind == "manual" and "drawdown" in self.risk.state.halts):
+            return
+        self.risk.resume(kind)
+        log.info("%s entries resumed (%s)", self.symbol, kind)
+        self._events.append((self.last_candle.ts if self.last_candle else None, "resume", kind))
 
     # --- durability --------------------------------------------------------------------------------------------
     def commit(self, cursor: dict[str, Any]) -> float:

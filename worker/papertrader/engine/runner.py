@@ -24,6 +24,7 @@ from papertrader.ledger.store import LedgerStore
 from papertrader.logs import PERFORMANCE_LOGGER, setup_logging
 from papertrader.market.candle_file import CandleRecorder
 from papertrader.market.sources.base import CandleSource
+from papertrader.resilience import BreakerRegistry, BreakerState, CircuitBreaker
 from papertrader.strategy import create_strategy
 
 log = logging.getLogger("papertrader.runner")
@@ -43,7 +44,22 @@ ServiceFactory = Callable[["WorkerRunner"], Awaitable[None]]
 SERVICE_FACTORIES: list[ServiceFactory] = []
 
 
-def make_source(settings: Settings) -> CandleSource:
+def build_breakers(settings: Settings) -> BreakerRegistry:
+    """The worker's four circuit breakers, configured from the seed's settings."""
+    registry = BreakerRegistry()
+    enabled = settings.enable_circuit_breakers
+    success = settings.breaker_success_threshold
+    for name, threshold, timeout in (
+        ("data_collection", settings.data_collection_failure_threshold, settings.data_collection_recovery_timeout),
+        ("prediction", settings.prediction_failure_threshold, settings.prediction_recovery_timeout),
+        ("trading", settings.trading_failure_threshold, settings.trading_recovery_timeout),
+        ("notifications", settings.notification_failure_threshold, settings.notification_recovery_timeout),
+    ):
+        registry.add(CircuitBreaker(name, threshold, timeout, success, enabled))
+    return registry
+
+
+def make_source(settings: Settings, breakers: BreakerRegistry) -> CandleSource:
     """The configured candle source."""
     if settings.source == "replay":
         from papertrader.market.sources.replay import ReplaySource
@@ -55,7 +71,7 @@ def make_source(settings: Settings) -> CandleSource:
         return SyntheticSource(settings.seed, settings.interval_ms, settings.synthetic_start_ms)
     from papertrader.market.sources.bitvavo import BitvavoSource  # type: ignore[import-not-found]
 
-    return BitvavoSource(settings)
+    return BitvavoSource(settings, breakers.breakers["data_collection"])
 
 
 class WorkerRunner:
@@ -69,15 +85,25 @@ class WorkerRunner:
         self.store.check_identity({"symbol": settings.symbol, "source": settings.source,
                                    "strategy": settings.strategy})
         self.strategy = create_strategy(settings)
+        self.breakers = build_breakers(settings)
+        self.strategy.bind_breaker(self.breakers.breakers["prediction"])
         self.recorder = CandleRecorder(settings.record) if settings.record else None
         self.listeners: list[EngineListener] = []
         self.services: list[Service] = []
         self.engine = Engine(settings, self.strategy, self.store, self.listeners, self.recorder)
-        self.source = source or make_source(settings)
+        self.breakers.breakers["data_collection"].listeners.append(self._on_data_breaker)
+        self.source = source or make_source(settings, self.breakers)
         self.started_at = time.monotonic()
         self.finished = False
         self.last_progress = time.monotonic()
         self._stop = asyncio.Event()
+
+    def _on_data_breaker(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        """While market data is failing, open no new positions (open ones are still managed)."""
+        if new is BreakerState.OPEN:
+            self.engine.halt_entries("market data circuit breaker open", kind="data_breaker")
+        elif new is BreakerState.CLOSED:
+            self.engine.resume_entries(kind="data_breaker")
 
     def request_stop(self) -> None:
         """Stop after the current batch (SIGTERM/SIGINT): commit and exit cleanly."""

@@ -85,15 +85,17 @@ class RiskManager:
         peak = self.state.peak_equity
         return (peak - equity) / peak if peak else 0.0
 
-    def halt(self, reason: str) -> None:
-        """Stop new entries on request (operator, Telegram /pause, HTTP control)."""
-        self.state.halts["manual"] = reason
+    def halt(self, kind: str, reason: str) -> None:
+        """Stop new entries: ``manual`` (operator, Telegram /pause, HTTP control) or a system kind such as
+        ``data_breaker``."""
+        self.state.halts[kind] = reason
 
-    def resume(self) -> None:
-        """Lift manual and drawdown halts (a person decided to continue); the daily-loss halt ends with the day."""
-        self.state.halts.pop("manual", None)
-        if self.state.halts.pop("drawdown", None) is not None:
-            self.state.peak_equity = 0.0  # the drawdown is measured from the resumption onwards
+    def resume(self, kind: str) -> None:
+        """Lift a halt. A ``manual`` resume also lifts the drawdown halt (a person decided to continue) and
+        measures drawdown from now on; the daily-loss halt always ends with the UTC day."""
+        self.state.halts.pop(kind, None)
+        if kind == "manual" and self.state.halts.pop("drawdown", None) is not None:
+            self.state.peak_equity = 0.0
 
     # --- decisions ------------------------------------------------------------------------------------------
     def entry_block(self, decision_ts: int, open_lots: int, pending_entries: int) -> str | None:

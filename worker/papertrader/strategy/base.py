@@ -6,11 +6,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from papertrader.events import Signal
+from papertrader.events import Prediction, Signal
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
     from papertrader.config import Settings
+    from papertrader.resilience import CircuitBreaker
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,13 @@ class Strategy(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: set by model-based strategies in :meth:`on_candle`; the engine publishes it and clears it
+        self.prediction: Prediction | None = None
+        self.breaker: CircuitBreaker | None = None
+
+    def bind_breaker(self, breaker: CircuitBreaker) -> None:
+        """The prediction circuit breaker; model-based strategies record failures in it and hold while open."""
+        self.breaker = breaker
 
     @abstractmethod
     def required_features(self) -> tuple[str, ...]:

@@ -1,0 +1,302 @@
+"""helm lint / helm template of charts/papertrader with the default and the all-features values, every rendered
+object validated (kubernetes-validate for built-in kinds, structural schemas for Prometheus Operator kinds, the
+CRD's own schema for the example PaperTrader), and the chart's promises about the operator, RBAC and values."""
+from __future__ import annotations
+
+import re
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import ALL_FEATURES, CHART, NAMESPACE, by_kind, helm_template, render, run, tool
+from monitoring_schemas import SCHEMAS
+
+K8S_VERSION = "1.34.0"
+MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+# --- helm lint ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values", [None, ALL_FEATURES], ids=["default", "all-features"])
+def test_helm_lint_strict(values):
+    args = [tool("helm"), "lint", "--strict", str(CHART), "--namespace", NAMESPACE]
+    if values:
+        args += ["-f", str(values)]
+    proc = run(args)
+    assert "0 chart(s) failed" in proc.stdout
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+# --- what renders ---------------------------------------------------------------------------------------------------
+
+def test_default_render_has_operator_and_no_optional_objects(default_docs):
+    kinds = sorted(d["kind"] for d in default_docs)
+    assert kinds == sorted(["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                            "Service", "Deployment"]), kinds
+
+
+def test_all_features_render_has_every_optional_object(all_docs):
+    kinds = {d["kind"] for d in all_docs}
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "PaperTrader", "Role", "RoleBinding",
+            "ConfigMap"} <= kinds
+    assert len(by_kind(all_docs, "ConfigMap")) == 3  # three dashboards
+
+
+def test_names_are_unique_per_kind_and_namespace(rendered):
+    keys = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in rendered]
+    assert len(keys) == len(set(keys)), keys
+
+
+# --- validation -----------------------------------------------------------------------------------------------------
+
+def test_builtin_kinds_validate_with_kubernetes_validate(rendered):
+    checked = 0
+    for doc in rendered:
+        if doc["kind"] in MONITORING_KINDS or doc["apiVersion"].startswith("papertrader.io/"):
+            continue
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
+        checked += 1
+    assert checked >= 6
+
+
+def test_kubernetes_validate_catches_a_bad_object(default_docs):
+    deployment = yaml.safe_load(yaml.safe_dump(by_kind(default_docs, "Deployment")[0]))
+    deployment["spec"]["replicas"] = "one"
+    deployment["spec"]["strategy"]["typo"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_monitoring_objects_validate_structurally(all_docs):
+    found = set()
+    for doc in all_docs:
+        if doc["kind"] in MONITORING_KINDS:
+            jsonschema.validate(doc, SCHEMAS[doc["kind"]])
+            found.add(doc["kind"])
+    assert found == MONITORING_KINDS
+
+
+def test_structural_schema_catches_a_typo(all_docs):
+    monitor = yaml.safe_load(yaml.safe_dump(by_kind(all_docs, "PodMonitor")[0]))
+    monitor["spec"]["podMetricsEndpoints"][0]["intervall"] = "15s"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(monitor, SCHEMAS["PodMonitor"])
+
+
+def test_example_papertrader_matches_the_crd_schema(all_docs):
+    crd = by_kind(all_docs, "CustomResourceDefinition")[0]
+    version = next(v for v in crd["spec"]["versions"] if v["served"] and v["storage"])
+    example = by_kind(all_docs, "PaperTrader")[0]
+    assert example["apiVersion"] == f"{crd['spec']['group']}/{version['name']}"
+    assert example["kind"] == crd["spec"]["names"]["kind"]
+    # OpenAPI v3 schemas of CRDs are draft-4 flavoured (boolean exclusiveMinimum); x-kubernetes-* are ignored.
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    jsonschema.Draft4Validator(schema).validate(example["spec"])
+
+
+# --- the operator Deployment ----------------------------------------------------------------------------------------
+
+def test_operator_deployment(rendered):
+    (dep,) = by_kind(rendered, "Deployment")
+    spec = dep["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["operator", "--standalone"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    # Restricted Pod Security Standard.
+    psc, csc = pod["securityContext"], container["securityContext"]
+    assert psc["runAsNonRoot"] is True and isinstance(psc["runAsUser"], int) and psc["runAsUser"] > 0
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["readOnlyRootFilesystem"] is True
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PAPERTRADER_WORKER_IMAGE"]
+    assert pod["serviceAccountName"] == by_kind(rendered, "ServiceAccount")[0]["metadata"]["name"]
+
+
+def test_watch_namespaces_become_flags_and_roles(default_docs, all_docs):
+    (dep,) = by_kind(default_docs, "Deployment")
+    assert "--all-namespaces" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    (dep,) = by_kind(all_docs, "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--all-namespaces" not in args
+    assert {"--namespace=papertrader", "--namespace=trading-lab"} <= set(args)
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(all_docs, "Role")) == ["papertrader", "trading-lab"]
+
+
+def test_image_tag_and_digest(default_docs, all_docs):
+    image = lambda docs: by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert image(default_docs) == f"ghcr.io/papertrader/papertrader:{chart['appVersion']}"
+    assert image(all_docs) == "registry.example.com/papertrader/papertrader:0.1.0"
+    env = {e["name"]: e.get("value")
+           for e in by_kind(all_docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PAPERTRADER_WORKER_IMAGE"].startswith("registry.example.com/papertrader/papertrader-worker@sha256:")
+
+
+# --- RBAC -----------------------------------------------------------------------------------------------------------
+
+# Everything the operator may do, and nothing else (see the comment in templates/rbac.yaml).
+ALLOWED = {
+    ("papertrader.io", "papertraders"): {"get", "list", "watch", "patch"},
+    ("papertrader.io", "papertraders/status"): {"get", "patch"},
+    ("apps", "statefulsets"): {"create", "get", "list", "watch", "patch", "update", "delete"},
+    ("", "services"): {"create", "get", "list", "watch", "patch", "update", "delete"},
+    ("", "configmaps"): {"create", "get", "list", "watch", "patch", "update", "delete"},
+    ("", "events"): {"create", "patch"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "namespaces"): {"list", "watch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+}
+
+
+def _grants(docs):
+    grants: dict[tuple[str, str], set[str]] = {}
+    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    grants.setdefault((group, resource), set()).update(rule["verbs"])
+    return grants
+
+
+def test_rbac_is_least_privilege(rendered):
+    for role in by_kind(rendered, "ClusterRole") + by_kind(rendered, "Role"):
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], f"wildcard in {role['metadata']['name']}: {rule}"
+            assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+    grants = _grants(rendered)
+    for key, verbs in grants.items():
+        assert key in ALLOWED, f"unexpected grant on {key}"
+        assert verbs <= ALLOWED[key], f"{key}: {verbs - ALLOWED[key]} not needed"
+    assert ("", "secrets") not in grants
+
+
+def test_rbac_covers_what_the_operator_needs(default_docs):
+    assert _grants(default_docs) == ALLOWED
+
+
+def test_namespaced_mode_keeps_cluster_role_minimal(all_docs):
+    (cluster_role,) = by_kind(all_docs, "ClusterRole")
+    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    for role in by_kind(all_docs, "Role"):
+        assert {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]} == {
+            k for k in ALLOWED if k[1] not in ("namespaces", "customresourcedefinitions")}
+    subjects = [s for b in by_kind(all_docs, "RoleBinding") + by_kind(all_docs, "ClusterRoleBinding")
+                for s in b["subjects"]]
+    assert {(s["kind"], s["name"], s["namespace"]) for s in subjects} == {
+        ("ServiceAccount", "papertrader-operator", NAMESPACE)}
+
+
+def test_rbac_template_explains_every_rule():
+    text = (CHART / "templates" / "rbac.yaml").read_text()
+    rules = re.findall(r"^(\s*)- apiGroups:", text, re.M)
+    comments = re.findall(r"^\s*#[^\n]*\n(?:\s*#[^\n]*\n)*\s*- apiGroups:", text, re.M)
+    assert len(rules) == len(comments) >= 8
+
+
+# --- monitoring objects ---------------------------------------------------------------------------------------------
+
+def test_monitoring_objects_carry_the_prometheus_selector_label(all_docs):
+    for doc in all_docs:
+        if doc["kind"] in MONITORING_KINDS:
+            assert doc["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+            assert doc["metadata"]["namespace"] == "monitoring"
+
+
+def test_selector_label_is_configurable():
+    docs = render("--set", "monitoring.podMonitor.enabled=true", "--set", "monitoring.selectorLabels.release=prom",
+                  "--set", "monitoring.selectorLabels.team=trading")
+    (pm,) = by_kind(docs, "PodMonitor")
+    assert pm["metadata"]["labels"]["release"] == "prom" and pm["metadata"]["labels"]["team"] == "trading"
+    assert pm["spec"]["namespaceSelector"] == {"any": True}
+
+
+def test_pod_monitor_targets_worker_pods_and_adds_trader_label(all_docs):
+    (pm,) = by_kind(all_docs, "PodMonitor")
+    assert pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "papertrader-worker"
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    relabel = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+    assert relabel["trader"]["sourceLabels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"]
+    assert relabel["worker_symbol"]["sourceLabels"] == ["__meta_kubernetes_pod_label_papertrader_io_symbol"]
+    assert relabel["job"]["replacement"] == "papertrader-worker"
+
+
+def test_service_monitor_selects_the_operator_service(all_docs):
+    (sm,) = by_kind(all_docs, "ServiceMonitor")
+    (svc,) = by_kind(all_docs, "Service")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [svc["metadata"]["namespace"]]}
+    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+
+
+def test_each_monitoring_feature_switches_independently():
+    for key, kind in [("serviceMonitor", "ServiceMonitor"), ("podMonitor", "PodMonitor"),
+                      ("prometheusRule", "PrometheusRule"), ("grafanaDashboards", "ConfigMap")]:
+        kinds = [d["kind"] for d in render("--set", f"monitoring.{key}.enabled=true")]
+        assert kind in kinds
+        assert not (MONITORING_KINDS - {kind}) & set(kinds)
+
+
+# --- values and schema ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting, named", [
+    ("bogus=1", "bogus"),
+    ("operator.bogus=1", "bogus"),
+    ("monitoring.podMonitor.enabeld=true", "enabeld"),
+    ("operator.httpPort=abc", "httpPort"),
+    ("monitoring.prometheusRule.thresholds.drawdownPct=high", "drawdownPct"),
+    ("monitoring.serviceMonitor.interval=30 seconds", "interval"),
+    ("image.pullPolicy=Sometimes", "pullPolicy"),
+    ("operator.logLevel=loud", "logLevel"),
+    ("example.spec.symbols[0]=btc", "symbols"),
+    ("monitoring.prometheusRule.disabled[0]=NoSuchAlert", "disabled"),
+])
+def test_schema_rejects_unknown_and_mistyped_values(setting, named):
+    proc = helm_template("--set", setting, check=False)
+    assert proc.returncode != 0, f"--set {setting} was accepted"
+    assert named in proc.stderr, proc.stderr
+
+
+def test_every_value_is_commented():
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    missing = []
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9_]*):", line)
+        if not m:
+            continue
+        j = i - 1
+        while j >= 0 and lines[j].strip() and not lines[j].lstrip().startswith("#") \
+                and len(lines[j]) - len(lines[j].lstrip()) > len(m.group(1)):
+            j -= 1
+        prev = lines[j].strip() if j >= 0 else ""
+        if not prev.startswith("#") and "#" not in line.split(":", 1)[1]:
+            missing.append(m.group(2))
+    # Keys that are themselves groups may go without a comment if every leaf under them has one.
+    groups = {"image", "serviceAccount", "rbac", "operator", "livenessProbe", "readinessProbe", "service",
+              "monitoring", "serviceMonitor", "podMonitor", "prometheusRule", "thresholds", "grafanaDashboards",
+              "requests", "limits", "seccompProfile", "capabilities", "cpu", "memory", "type", "runAsNonRoot",
+              "runAsUser", "runAsGroup", "fsGroup", "allowPrivilegeEscalation", "readOnlyRootFilesystem", "drop",
+              "symbols", "source", "release", "grafana_dashboard", "grafana_folder"}
+    assert not [k for k in missing if k not in groups], missing
+
+
+def test_notes_tell_the_user_what_to_do_next():
+    proc = run([tool("helm"), "install", "--dry-run=client", "papertrader", str(CHART), "-n", NAMESPACE])
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    for phrase in ("kubectl -n papertrader rollout status deployment/papertrader-operator", "get pt",
+                   "examples/btc-eth.yaml", "create secret generic", "kubectl apply --server-side -f"):
+        assert phrase in notes, phrase

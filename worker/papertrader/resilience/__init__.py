@@ -1,0 +1,5 @@
+"""Resilience primitives shared by data collection, prediction, trading and notifications."""
+
+from papertrader.resilience.circuit_breaker import BreakerOpenError, BreakerState, CircuitBreaker, BreakerRegistry
+
+__all__ = ["BreakerOpenError", "BreakerRegistry", "BreakerState", "CircuitBreaker"]
