@@ -308,16 +308,22 @@ def operator() -> dict:
     lay = Layout()
     p = [
         row(lay, "Operator"),
-        panel(lay, "stat", "Operator up", [target(f"sum(up{{{sel}}})", instant=True)], w=6, h=4,
+        panel(lay, "stat", "Operator up", [target(f"sum(up{{{sel}}})", instant=True)], w=4, h=4,
               defaults={"thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": None},
                                                                      {"color": "green", "value": 1}]}}),
         panel(lay, "stat", "PaperTraders", [target(f"sum(papertrader_operator_traders{{{sel}}})", instant=True)],
-              w=6, h=4),
+              w=4, h=4),
+        panel(lay, "stat", "Workers desired",
+              [target(f"sum(papertrader_operator_workers_desired{{{sel}}})", instant=True)], w=4, h=4),
         panel(lay, "stat", "Workers ready",
-              [target(f"sum(papertrader_operator_workers_ready{{{sel}}})", instant=True)], w=6, h=4),
+              [target(f"sum(papertrader_operator_workers_ready{{{sel}}})", instant=True)], w=4, h=4),
+        panel(lay, "stat", "Traders halted by portfolio risk",
+              [target(f"sum(papertrader_operator_risk_halted_traders{{{sel}}})", instant=True)], w=4, h=4,
+              defaults={"thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None},
+                                                                     {"color": "orange", "value": 1}]}}),
         panel(lay, "stat", "Errors in range",
               [target(f"sum(increase(papertrader_operator_errors_total{{{sel}}}[$__range]))", instant=True)],
-              w=6, h=4, defaults={"decimals": 0}),
+              w=4, h=4, defaults={"decimals": 0}),
         panel(lay, "timeseries", "Reconciles per minute by result",
               [target(f"sum by (result) (rate(papertrader_operator_reconcile_total{{{sel}}}[$__rate_interval])) * 60",
                       "{{result}}")]),
@@ -328,16 +334,28 @@ def operator() -> dict:
         panel(lay, "timeseries", "Errors per minute by kind",
               [target(f"sum by (kind) (rate(papertrader_operator_errors_total{{{sel}}}[$__rate_interval])) * 60",
                       "{{kind}}")]),
-        panel(lay, "timeseries", "Traders and ready workers",
+        panel(lay, "timeseries", "Traders and workers",
               [target(f"sum(papertrader_operator_traders{{{sel}}})", "traders"),
-               target(f"sum(papertrader_operator_workers_ready{{{sel}}})", "workers ready")]),
+               target(f"sum(papertrader_operator_workers_desired{{{sel}}})", "workers desired"),
+               target(f"sum(papertrader_operator_workers_ready{{{sel}}})", "workers ready")],
+              defaults={"decimals": 0}),
+        panel(lay, "timeseries", "Child objects changed per minute",
+              [target(f"sum by (kind, action) (rate(papertrader_operator_child_changes_total{{{sel}}}"
+                      f"[$__rate_interval])) * 60", "{{action}} {{kind}}")],
+              description="StatefulSets, Services and ConfigMaps created, patched or deleted."),
+        panel(lay, "timeseries", "Worker /health polls per minute by result",
+              [target(f"sum by (result) (rate(papertrader_operator_health_polls_total{{{sel}}}[$__rate_interval]))"
+                      " * 60", "{{result}}")]),
+        panel(lay, "stat", "Last resync", [target(f"time() - max(papertrader_operator_last_resync_timestamp_seconds"
+                                                  f"{{{sel}}})", instant=True)], w=24, h=4, unit="s",
+              description="Seconds since the operator's periodic resync pass last ended."),
     ]
     variables = [
         var_datasource(),
         var_query("namespace", "Namespace", 'label_values(up{job="papertrader-operator"}, namespace)', True, True),
     ]
     return dashboard("papertrader-operator", "papertrader / Operator",
-                     "The papertrader operator: reconciles, their duration and errors, traders and ready workers.",
+                     "The papertrader operator: reconciles, their duration and errors, traders and workers.",
                      p, variables)
 
 
