@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
 
+from papertrader_operator.children import child_name
 from papertrader_operator.crd import SPEC_SCHEMA, default_spec
 
 try:  # the CEL evaluator is optional at run time: the API server enforces the same rules
@@ -103,3 +105,21 @@ def validate_spec(spec: Any, old_spec: Any = None) -> tuple[dict[str, Any], list
         old = default_spec(old_spec) if isinstance(old_spec, dict) else None
         errors = cel_errors(defaulted, old)
     return defaulted, errors
+
+
+CHILD_NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_CHILD_NAME = 52  # a StatefulSet's pods carry a controller-revision-hash label of `<name>-<10 chars>` (<= 63)
+
+
+def name_errors(trader: str, symbols: list[str]) -> list[str]:
+    """Child names (`<trader>-<symbol>`) must be DNS-1035 labels (Services) short enough for a StatefulSet."""
+    errors = []
+    for symbol in symbols:
+        name = child_name(trader, symbol)
+        if not CHILD_NAME_PATTERN.match(name):
+            errors.append(f"metadata.name: child name {name!r} must start with a letter and contain only "
+                          "lower-case letters, digits and '-'")
+        elif len(name) > MAX_CHILD_NAME:
+            errors.append(f"metadata.name: child name {name!r} is {len(name)} characters; "
+                          f"'<name>-<symbol>' may have at most {MAX_CHILD_NAME}")
+    return errors

@@ -1,0 +1,79 @@
+"""Compare a desired child with the live object, and compute status merge patches.
+
+The API server adds defaults (and some fields the operator never sets), so a child has drifted when the
+desired document is not contained in the live one. Resource quantities compare by value (`0.5` == `500m`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+QUANTITY_KEYS = frozenset({"cpu", "memory", "storage", "ephemeral-storage"})
+# StatefulSet fields the API server refuses to change: drift there means delete (orphaning pods) and create.
+IMMUTABLE_STATEFULSET_FIELDS = ("selector", "serviceName", "volumeClaimTemplates", "podManagementPolicy")
+
+
+def _same_quantity(desired: Any, actual: Any) -> bool:
+    try:
+        return bool(parse_quantity(desired) == parse_quantity(actual))
+    except (ValueError, TypeError):
+        return False
+
+
+def contains(desired: Any, actual: Any, key: str = "") -> bool:
+    """Whether every field of `desired` is present with the same value in `actual` (lists: same length)."""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            name in actual and contains(value, actual[name], name) for name, value in desired.items())
+    if isinstance(desired, list):
+        return (isinstance(actual, list) and len(desired) == len(actual)
+                and all(contains(d, a) for d, a in zip(desired, actual)))
+    if desired == actual:
+        return True
+    return key in QUANTITY_KEYS and _same_quantity(desired, actual)
+
+
+def drifted_fields(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Top-level paths (`metadata.labels`, `spec.replicas`, `data`) whose live value differs from the desired one."""
+    paths = []
+    for section in ("metadata", "spec", "data"):
+        if section not in desired:
+            continue
+        live = actual.get(section) or {}
+        for name, value in desired[section].items():
+            if name in ("name", "namespace"):
+                continue
+            if not contains(value, live.get(name), name):
+                paths.append(f"{section}.{name}")
+    return paths
+
+
+def repair_patch(desired: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """A merge patch that puts the drifted fields back to their desired values."""
+    patch: dict[str, Any] = {}
+    for path in fields:
+        section, name = path.split(".", 1)
+        patch.setdefault(section, {})[name] = desired[section][name]
+    return patch
+
+
+def needs_recreate(kind: str, fields: list[str]) -> bool:
+    """Whether the drift touches fields the API server will not patch."""
+    return kind == "StatefulSet" and any(f"spec.{name}" in fields for name in IMMUTABLE_STATEFULSET_FIELDS)
+
+
+def merge_patch_diff(old: Any, new: Any) -> Any:
+    """The RFC 7386 merge patch turning `old` into `new` (removed keys become None); {} when equal."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = merge_patch_diff(old[key], value)
+    return patch

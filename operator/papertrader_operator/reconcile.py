@@ -1,0 +1,370 @@
+"""Level-based reconciliation of one PaperTrader: converge its children, observe its workers, write status.
+
+Every trigger (create, resume, spec update, a drifted or deleted child, the periodic resync) runs the same
+idempotent `Runtime.reconcile`. The live children come from a cache that the child watches keep current (the
+informer pattern); a create that meets an existing object reads it and carries on, so restarts never duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from papertrader_operator import metrics, risk
+from papertrader_operator import settings as s
+from papertrader_operator.children import CHILD_KINDS, child_name, render_symbol
+from papertrader_operator.drift import drifted_fields, merge_patch_diff, needs_recreate, repair_patch
+from papertrader_operator.health_client import HealthClient, worker_url
+from papertrader_operator.kube import ApiError, KubeClient
+from papertrader_operator.status import Outcome, SymbolObservation, build_status, now_iso
+from papertrader_operator.validation import name_errors, validate_spec
+
+logger = logging.getLogger(__name__)
+
+TraderKey = tuple[str, str]  # (namespace, name)
+ChildKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+class InvalidSpec(Exception):
+    """The spec can never be reconciled as it is; the message names the offending fields."""
+
+
+def plain(value: Any) -> Any:
+    """A deep copy made of plain dicts and lists (kopf hands out read-only mapping views)."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def trader_key(trader: Mapping[str, Any]) -> TraderKey:
+    meta = trader["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def child_key(body: Mapping[str, Any]) -> ChildKey:
+    meta = body["metadata"]
+    return body["kind"], meta.get("namespace") or "", meta["name"]
+
+
+def owner_of(child: Mapping[str, Any]) -> TraderKey | None:
+    """The PaperTrader a managed child belongs to (by its labels)."""
+    meta = child.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(s.LABEL_MANAGED_BY) != s.MANAGED_BY or not labels.get(s.LABEL_INSTANCE):
+        return None
+    return meta.get("namespace") or "", labels[s.LABEL_INSTANCE]
+
+
+class Runtime:
+    """The operator's state: API and worker clients, caches of traders and children, the resync loop."""
+
+    def __init__(self, config: s.OperatorConfig, kube: KubeClient) -> None:
+        self.config = config
+        self.kube = kube
+        self.health = HealthClient(config.health_timeout)
+        self.http = metrics.OperatorHttp(config.http_host, config.http_port, stale_after=max(60.0, 4 * config.resync_interval))
+        self.traders: dict[TraderKey, dict[str, Any]] = {}
+        self.children: dict[ChildKey, dict[str, Any]] = {}
+        self.desired: dict[TraderKey, dict[ChildKey, dict[str, Any]]] = {}
+        self.statuses: dict[TraderKey, dict[str, Any]] = {}
+        self.invalid: dict[TraderKey, str] = {}
+        self._locks: dict[TraderKey, asyncio.Lock] = {}
+        self._due: dict[TraderKey, float] = {}
+        self._running: set[TraderKey] = set()
+        self._wakeup = asyncio.Event()
+        self._limit = asyncio.Semaphore(config.max_concurrent_reconciles)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.http.start()
+        self._loop_task = asyncio.create_task(self._resync_loop(), name="papertrader-resync")
+
+    async def stop(self) -> None:
+        for task in [self._loop_task, *self._tasks]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*[t for t in [self._loop_task, *self._tasks] if t is not None], return_exceptions=True)
+        await self.health.close()
+        await self.kube.close()
+        await self.http.stop()
+
+    # --- watch events --------------------------------------------------------------------------------------------
+
+    async def on_trader_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Keep the trader cache; a deleted trader's children are deleted (garbage collection does it too)."""
+        key = trader_key(body)
+        if event_type == "DELETED":
+            self.traders.pop(key, None)
+            for store in (self.desired, self.statuses, self.invalid, self._due):
+                store.pop(key, None)
+            await self._delete_children_of(key, body["metadata"].get("uid"))
+        else:
+            self.traders[key] = body
+        metrics.TRADERS.set(len(self.traders))
+
+    def on_child_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Keep the child cache; ask for a reconcile when a child vanished, drifted or is no longer wanted."""
+        key = child_key(body)
+        if event_type == "DELETED":
+            self.children.pop(key, None)
+        else:
+            self.children[key] = body
+        owner = owner_of(body)
+        if owner is None or owner not in self.desired:
+            return  # unknown owner, or not reconciled yet: its first reconcile looks at everything
+        wanted = self.desired[owner].get(key)
+        if event_type == "DELETED":
+            needs = wanted is not None
+        else:
+            needs = wanted is None or bool(drifted_fields(wanted, body))
+        if needs:
+            logger.info("child %s/%s/%s %s: reconciling %s/%s", *key,
+                        "deleted" if event_type == "DELETED" else "drifted or unwanted", *owner)
+            self.request(owner)
+
+    def request(self, key: TraderKey, delay: float = 0.0) -> None:
+        """Schedule a reconcile of `key` by the resync loop."""
+        self._due[key] = time.monotonic() + delay
+        self._wakeup.set()
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+
+    async def _resync_loop(self) -> None:
+        while True:
+            self.http.beat()
+            now = time.monotonic()
+            for key in list(self.traders):
+                if key not in self._running and self._due.setdefault(key, now) <= now:
+                    self._running.add(key)
+                    task = asyncio.create_task(self._background(key))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            metrics.LAST_RESYNC.set(time.time())
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=min(1.0, self.config.resync_interval))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _background(self, key: TraderKey) -> None:
+        try:
+            async with self._limit:
+                trader = self.traders.get(key)
+                if trader is not None:
+                    await self.reconcile(trader)
+        except InvalidSpec:
+            pass  # already reported through status and an Event
+        except Exception as exc:  # noqa: BLE001 - the loop must survive anything; the next pass retries
+            logger.warning("reconcile of %s/%s failed: %s", *key, exc)
+        finally:
+            self._running.discard(key)
+            self._due[key] = time.monotonic() + self.config.resync_interval
+
+    # --- reconcile ---------------------------------------------------------------------------------------------
+
+    async def reconcile(self, trader: dict[str, Any]) -> Outcome:
+        """Converge one PaperTrader's children and write its status; raises InvalidSpec or ApiError."""
+        key = trader_key(trader)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            started = time.perf_counter()
+            try:
+                outcome = await self._reconcile(trader)
+            except InvalidSpec:
+                metrics.RECONCILES.labels(result="invalid").inc()
+                raise
+            except Exception:
+                metrics.RECONCILES.labels(result="error").inc()
+                metrics.ERRORS.labels(kind="reconcile").inc()
+                raise
+            finally:
+                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+            metrics.RECONCILES.labels(result="ok").inc()
+            self._due[key] = time.monotonic() + self.config.resync_interval
+            self._update_worker_gauges()
+            return outcome
+
+    async def _reconcile(self, trader: dict[str, Any]) -> Outcome:
+        key = trader_key(trader)
+        namespace, name = key
+        generation = int(trader["metadata"].get("generation") or 0)
+        spec, errors = validate_spec(trader.get("spec"))
+        errors = errors or name_errors(name, spec["symbols"])
+        if errors:
+            await self._report_invalid(trader, generation, "; ".join(errors))
+        self.invalid.pop(key, None)
+
+        desired = {child_key(body): body for symbol in spec["symbols"]
+                   for body in render_symbol(trader, spec, symbol, self.config.worker_image)}
+        self.desired[key] = desired
+        outcome = Outcome(generation=generation, paused=bool(spec["paused"]), observations=[])
+        try:
+            results = await asyncio.gather(*[self._converge_symbol(desired, namespace, child_name(name, symbol))
+                                             for symbol in spec["symbols"]])
+            outcome.changes = [change for result in results for change in result]
+            outcome.changes += await self._delete_unwanted(key, desired)
+        except ApiError as exc:
+            outcome.error = f"API error while converging children: {exc}"
+            await self._write_status(trader, outcome)
+            kopf.warn(trader, reason="ReconcileFailed", message=outcome.error[:1000])
+            raise
+        if outcome.changes:
+            kopf.info(trader, reason="Reconciled", message="; ".join(outcome.changes)[:1000])
+
+        outcome.observations = await self._observe(namespace, name, spec)
+        await self._apply_risk(trader, spec, outcome)
+        await self._write_status(trader, outcome)
+        return outcome
+
+    async def _report_invalid(self, trader: dict[str, Any], generation: int, message: str) -> None:
+        key = trader_key(trader)
+        if self.invalid.get(key) != message:
+            kopf.warn(trader, reason="InvalidSpec", message=message[:1000])
+            self.invalid[key] = message
+        self.desired.pop(key, None)
+        outcome = Outcome(generation=generation, paused=False, observations=[], invalid_spec=message)
+        await self._write_status(trader, outcome)
+        raise InvalidSpec(message)
+
+    async def _converge_symbol(self, desired: dict[ChildKey, dict[str, Any]], namespace: str, name: str) -> list[str]:
+        changes = []
+        for kind in CHILD_KINDS:  # ConfigMap and Service before the StatefulSet that uses them
+            change = await self._converge_child(desired[(kind, namespace, name)])
+            if change:
+                changes.append(change)
+        return changes
+
+    async def _converge_child(self, body: dict[str, Any]) -> str | None:
+        key = child_key(body)
+        kind, namespace, name = key
+        actual = self.children.get(key)
+        if actual is None:
+            try:
+                self.children[key] = await self.kube.create(body)
+                metrics.CHILD_CHANGES.labels(kind=kind, action="create").inc()
+                return f"created {kind} {name}"
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                actual = await self.kube.get(kind, namespace, name)
+                if actual is None:
+                    raise
+                self.children[key] = actual
+        fields = drifted_fields(body, actual)
+        if not fields:
+            return None
+        if needs_recreate(kind, fields):
+            await self.kube.delete(kind, namespace, name, propagation="Orphan")
+            self.children[key] = await self.kube.create(body)
+            metrics.CHILD_CHANGES.labels(kind=kind, action="recreate").inc()
+            return f"recreated {kind} {name} (immutable {', '.join(fields)} changed; pods and volumes kept)"
+        self.children[key] = await self.kube.merge_patch(kind, namespace, name, repair_patch(body, fields))
+        metrics.CHILD_CHANGES.labels(kind=kind, action="patch").inc()
+        return f"patched {kind} {name} ({', '.join(fields)})"
+
+    def _children_of(self, key: TraderKey) -> list[ChildKey]:
+        return [ckey for ckey, body in list(self.children.items())
+                if ckey[0] in CHILD_KINDS and owner_of(body) == key]
+
+    async def _delete_unwanted(self, key: TraderKey, desired: dict[ChildKey, dict[str, Any]]) -> list[str]:
+        unwanted = [ckey for ckey in self._children_of(key) if ckey not in desired]
+        for kind, namespace, name in unwanted:
+            await self.kube.delete(kind, namespace, name)
+            self.children.pop((kind, namespace, name), None)
+            metrics.CHILD_CHANGES.labels(kind=kind, action="delete").inc()
+        return [f"deleted {kind} {name} (symbol removed)" for kind, _, name in unwanted]
+
+    async def _delete_children_of(self, key: TraderKey, uid: str | None) -> None:
+        for ckey in self._children_of(key):
+            refs = (self.children.get(ckey) or {}).get("metadata", {}).get("ownerReferences") or []
+            if uid is None or any(ref.get("uid") == uid for ref in refs):
+                try:
+                    await self.kube.delete(*ckey)
+                except ApiError as exc:
+                    logger.warning("could not delete %s/%s/%s: %s", *ckey, exc)
+                self.children.pop(ckey, None)
+
+    # --- observation, risk, status -----------------------------------------------------------------------------
+
+    async def _observe(self, namespace: str, trader: str, spec: dict[str, Any]) -> list[SymbolObservation]:
+        async def one(symbol: str) -> SymbolObservation:
+            name = child_name(trader, symbol)
+            obs = SymbolObservation(symbol, name, statefulset=self.children.get(("StatefulSet", namespace, name)))
+            if ((obs.statefulset or {}).get("status") or {}).get("replicas"):
+                obs.pod = await self.kube.get("Pod", namespace, f"{name}-0")
+            if not spec["paused"]:
+                url = worker_url(self.config.worker_url_template, name=name, namespace=namespace,
+                                 trader=trader, symbol=symbol)
+                obs.health = await self.health.health(url)
+            return obs
+
+        return list(await asyncio.gather(*[one(symbol) for symbol in spec["symbols"]]))
+
+    def _url(self, trader: dict[str, Any], obs: SymbolObservation) -> str:
+        namespace, name = trader_key(trader)
+        return worker_url(self.config.worker_url_template, name=obs.workload, namespace=namespace,
+                          trader=name, symbol=obs.symbol)
+
+    async def _apply_risk(self, trader: dict[str, Any], spec: dict[str, Any], outcome: Outcome) -> None:
+        """Latch a halt when the portfolio drawdown reaches the limit; lift it after a spec change below it."""
+        limit = float(spec["risk"]["maxDrawdownPct"])
+        previous = (self._old_status(trader).get("risk") or {})
+        outcome.portfolio = port = risk.portfolio([obs.health for obs in outcome.observations if obs.health])
+        if risk.breached(port, limit):
+            assert port is not None
+            outcome.halted, outcome.halt_reason = True, risk.halt_reason(port, limit)
+            if not previous.get("halted"):
+                kopf.warn(trader, reason="RiskHalted", message=f"halting new entries on every worker: "
+                                                                f"{outcome.halt_reason}")
+                outcome.halted_at, outcome.halted_generation = now_iso(), outcome.generation
+            else:
+                outcome.halted_at, outcome.halted_generation = previous.get("haltedAt"), previous.get("haltedGeneration")
+        elif previous.get("halted") and outcome.generation <= int(previous.get("haltedGeneration") or 0):
+            outcome.halted, outcome.halt_reason = True, str(previous.get("reason") or "portfolio drawdown limit")
+            outcome.halted_at, outcome.halted_generation = previous.get("haltedAt"), previous.get("haltedGeneration")
+        elif previous.get("halted"):
+            kopf.info(trader, reason="RiskResumed", message="spec changed and the portfolio drawdown is below "
+                                                            "spec.risk.maxDrawdownPct: resuming entries")
+            await asyncio.gather(*[self.health.control(self._url(trader, obs), "resume", "risk halt lifted")
+                                   for obs in outcome.observations if obs.health])
+        if outcome.halted:
+            await asyncio.gather(*[self.health.control(self._url(trader, obs), "halt", outcome.halt_reason)
+                                   for obs in outcome.observations
+                                   if obs.health and not obs.health.get("entries_halted")])
+
+    def _old_status(self, trader: dict[str, Any]) -> dict[str, Any]:
+        return self.statuses.get(trader_key(trader)) or trader.get("status") or {}
+
+    async def _write_status(self, trader: dict[str, Any], outcome: Outcome) -> None:
+        key = trader_key(trader)
+        old = self._old_status(trader)
+        new = build_status(outcome, old)
+        patch = merge_patch_diff(old, new)
+        if patch:
+            try:
+                await self.kube.merge_patch(s.KIND, key[0], key[1], {"status": patch}, subresource="status")
+            except ApiError as exc:
+                if exc.status == 404:
+                    return  # the trader is gone
+                raise
+        self.statuses[key] = new
+
+    def _update_worker_gauges(self) -> None:
+        ready = desired = halted = 0
+        for status in self.statuses.values():
+            ready += int(status.get("readyWorkers") or 0)
+            desired += int(str(status.get("workers", "0/0")).split("/")[1])
+            halted += bool((status.get("risk") or {}).get("halted"))
+        metrics.WORKERS_READY.set(ready)
+        metrics.WORKERS_DESIRED.set(desired)
+        metrics.RISK_HALTED.set(halted)
