@@ -1,0 +1,235 @@
+"""kmock fixtures: an in-memory Kubernetes API over real HTTP, the real kopf operator in its own thread, and a
+fake worker fleet serving `/health` and `/control/*` on 127.0.0.1 (see shared/reference/kmock.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import kmock
+import kopf.testing
+import kubernetes.config.kube_config
+import pytest
+from aiohttp import web
+
+from papertrader_operator import settings as s
+from papertrader_operator.main import build_parser, config_from_args, kopf_argv
+
+PT_RESOURCE = "papertrader.io/v1alpha1/papertraders"
+NAMESPACE = "default"
+RESOURCES = {
+    "StatefulSet": "apps/v1/statefulsets",
+    "Service": "v1/services",
+    "ConfigMap": "v1/configmaps",
+    "Pod": "v1/pods",
+    "Event": "v1/events",
+    "PaperTrader": PT_RESOURCE,
+}
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """kmock plus what kopf needs from a real API server: uid, resourceVersion, generation, names."""
+
+    async def _handle(self, request: kmock.Request) -> web.StreamResponse:
+        data = request.data
+        if request.resource is not None and isinstance(data, dict):
+            meta = data.setdefault("metadata", {})
+            if request.action == kmock.action.CREATE:
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = meta["generateName"] + uuid.uuid4().hex[:8]
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("resourceVersion", "1")
+                meta.setdefault("generation", 1)
+                meta.setdefault("creationTimestamp",
+                                datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            elif request.action == kmock.action.UPDATE and request.subresource is None and "spec" in data:
+                key = (request.resource, request.namespace, request.name)
+                if key in self.objects and not self.objects[key].deleted:
+                    current = self.objects[key]
+                    if current.get("spec") != {**current.get("spec", {}), **data["spec"]}:
+                        meta["generation"] = int(current.get("metadata", {}).get("generation", 1)) + 1
+        return await super()._handle(request)
+
+
+@pytest.fixture()
+def kmock_options() -> dict[str, Any]:
+    return {"cls": Emulator}
+
+
+class Cluster:
+    """Test-side view of the emulated cluster."""
+
+    def __init__(self, mock: Emulator) -> None:
+        self.mock = mock
+
+    def get(self, kind: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
+        key = (kmock.resource(RESOURCES[kind]), namespace, name)
+        if key in self.mock.objects and not self.mock.objects[key].deleted:
+            return json.loads(json.dumps(self.mock.objects[key].raw))
+        return None
+
+    def names(self, kind: str, namespace: str = NAMESPACE) -> set[str]:
+        res = kmock.resource(RESOURCES[kind])
+        return {name for (r, ns, name), obj in list(self.mock.objects.items())
+                if r == res and ns == namespace and not obj.deleted}
+
+    def events(self, reason: str | None = None) -> list[dict[str, Any]]:
+        res = kmock.resource(RESOURCES["Event"])
+        found = [obj.raw for (r, _, _), obj in list(self.mock.objects.items()) if r == res and not obj.deleted]
+        return [event for event in found if reason is None or event.get("reason") == reason]
+
+    def count(self, action: kmock.action, kind: str) -> int:
+        """How many requests of this action (kmock.action.CREATE, ...) the emulator served for this kind."""
+        return len(self.mock[action, kmock.resource(RESOURCES[kind])])
+
+    async def apply(self, name: str, spec: dict[str, Any], namespace: str = NAMESPACE) -> dict[str, Any]:
+        body = {"apiVersion": "papertrader.io/v1alpha1", "kind": "PaperTrader",
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        response = await self.mock.post(f"/apis/papertrader.io/v1alpha1/namespaces/{namespace}/papertraders",
+                                        json=body)
+        return await response.json()
+
+    async def patch(self, kind: str, name: str, patch: dict[str, Any], namespace: str = NAMESPACE,
+                    subresource: str = "") -> Any:
+        group_version, plural = RESOURCES[kind].rsplit("/", 1)
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        suffix = f"/{subresource}" if subresource else ""
+        return await self.mock.patch(f"{prefix}/namespaces/{namespace}/{plural}/{name}{suffix}", json=patch)
+
+    async def delete(self, kind: str, name: str, namespace: str = NAMESPACE) -> Any:
+        group_version, plural = RESOURCES[kind].rsplit("/", 1)
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        return await self.mock.delete(f"{prefix}/namespaces/{namespace}/{plural}/{name}")
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns a truthy value (returned) or the timeout passes (assertion error)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@pytest.fixture()
+async def cluster(kmock: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    kmock.resources.load_bundled()
+    kmock.resources[PT_RESOURCE] = kmock.ResourceInfo(
+        kind="PaperTrader", singular="papertrader", namespaced=True, subresources={"status"},
+        shortnames={"pt"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+        "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url)}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}],
+        "users": [{"name": "kmock", "user": {"token": "test-token"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    return Cluster(kmock)
+
+
+class FakeWorkers:
+    """One HTTP server answering for every worker at `/<child name>/health` and `/<child name>/control/*`."""
+
+    def __init__(self) -> None:
+        self.healths: dict[str, dict[str, Any]] = {}
+        self.controls: list[tuple[str, str, dict[str, Any]]] = []
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    def report(self, name: str, *, equity: str = "10000.00", drawdown_pct: float = 0.0, ready: bool = True,
+               level: str = "excellent", open_positions: int = 0, initial: str = "10000.00") -> None:
+        halted = self.healths.get(name, {}).get("entries_halted", False)
+        self.healths[name] = {
+            "symbol": name, "score": 95.0, "level": level, "ready": ready, "status": "running",
+            "portfolio": {"initial_capital": initial, "cash": equity, "position_value": "0", "equity": equity,
+                          "return_pct": round((float(equity) / float(initial) - 1) * 100, 4),
+                          "drawdown_pct": drawdown_pct, "max_drawdown_pct": drawdown_pct,
+                          "open_positions": open_positions, "trades": 3},
+            "candles_processed": 120, "last_candle_ms": 1_700_000_000_000, "model_version": "v7",
+            "entries_halted": halted, "halt_reason": None,
+        }
+
+    async def _health(self, request: web.Request) -> web.Response:
+        doc = self.healths.get(request.match_info["name"])
+        return web.json_response(doc) if doc else web.json_response({"error": "unknown"}, status=404)
+
+    async def _control(self, request: web.Request) -> web.Response:
+        name, action = request.match_info["name"], request.match_info["action"]
+        body = await request.json()
+        self.controls.append((name, action, body))
+        if name in self.healths:
+            self.healths[name]["entries_halted"] = action == "halt"
+        return web.json_response({"ok": True})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{name}/health", self._health)
+        app.router.add_post("/{name}/control/{action}", self._control)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    @property
+    def url_template(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{{name}}"
+
+
+@pytest.fixture()
+async def workers() -> AsyncIterator[FakeWorkers]:
+    fake = FakeWorkers()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+OperatorFactory = Callable[..., Awaitable[kopf.testing.KopfRunner]]
+
+
+@pytest.fixture()
+async def start_operator(cluster: Cluster, workers: FakeWorkers) -> AsyncIterator[OperatorFactory]:
+    """Start the real operator (kopf in its own thread and loop), as `papertrader operator` would."""
+    runners: list[kopf.testing.KopfRunner] = []
+
+    async def start(*extra: str) -> kopf.testing.KopfRunner:
+        args = build_parser().parse_args(["-A", "--http-port", "0", "--resync-interval", "0.5",
+                                          "--health-timeout", "1", "--log-format", "plain",
+                                          "--worker-url-template", workers.url_template, *extra])
+        s.configure(config_from_args(args))
+        watches_before = len(cluster.mock["watch", kmock.resource(PT_RESOURCE)])
+        runner = kopf.testing.KopfRunner(kopf_argv(args), timeout=30)
+        runner.__enter__()
+        runners.append(runner)
+        await eventually(lambda: len(cluster.mock["watch", kmock.resource(PT_RESOURCE)]) > watches_before)
+        return runner
+
+    yield start
+    for runner in runners:
+        if runner._thread.is_alive():
+            await stop_operator(runner)
+    s.configure(None)
+
+
+async def stop_operator(runner: kopf.testing.KopfRunner) -> None:
+    await asyncio.to_thread(runner.__exit__, None, None, None)
