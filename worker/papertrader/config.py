@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     sma_fast: int = Field(10, ge=1)
     sma_slow: int = Field(30, ge=2)
 
+    # --- ML strategy (docs/ml.md) ----------------------------------------------------------------------------
+    min_confidence_threshold: float = Field(
+        0.6, gt=0.5, lt=1, description="ml: buy when P(up) >= this, sell (close) when P(down) >= this")
+    min_signal_strength: float = Field(
+        0.0, ge=0, le=1, description="ml: minimum strength (confidence beyond the threshold, 0..1) to act on")
+    model_version: str | None = Field(
+        None, description="ml: pin this version subdirectory of MODEL (disables hot swap)")
+    model_reload_check_candles: int = Field(
+        1, ge=0, description="ml: check MODEL/current for a new version every N candles; 0 disables hot swap")
+    torch_threads: int = Field(1, ge=1, le=64, description="ml: torch intra-op threads in the worker")
+
     # --- capital and position sizing ---------------------------------------------------------------------
     initial_capital: Decimal = Field(Decimal("10000"), gt=0)
     max_positions: int = Field(5, ge=1)
@@ -156,6 +167,48 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     telegram_bot_token: SecretStr | None = None
     telegram_chat_id: str | None = None
+
+    # --- live market data (Bitvavo) -----------------------------------------------------------------------
+    api_timeout_seconds: float = Field(10.0, gt=0, description="timeout of every REST request and WS handshake")
+    ws_stale_seconds: float = Field(90.0, gt=0, description="no WebSocket message for this long -> reconnect")
+    reconnect_initial_backoff_seconds: float = Field(0.1, gt=0)
+    reconnect_max_backoff_seconds: float = Field(30.0, gt=0)
+    clock_sync_interval_seconds: float = Field(60.0, gt=0, description="how often /time is re-synchronised")
+    candle_close_grace_seconds: float = Field(2.0, ge=0, description="exchange seconds after a candle's end "
+                                              "before REST may confirm it closed when no newer candle arrived")
+    rate_limit_margin: int = Field(50, ge=0, description="weight points kept in reserve before resetat")
+    rate_limit_default_wait_seconds: float = Field(60.0, gt=0, description="wait after a 429 without resetat")
+    exchange_market_rules: bool = Field(True, description="use /markets tick size and minimum order sizes")
+
+    # --- observability -------------------------------------------------------------------------------------
+    health_check_interval: float = Field(300, gt=0, description="seconds between full health reports (log, "
+                                         "WebSocket, Telegram on level change); probes compute health on demand")
+    health_probe_interval: float = Field(1.0, gt=0, description="seconds between cheap liveness ticks")
+    pipeline_stuck_seconds: float = Field(0, ge=0, description="no candle consumed for this long (run not "
+                                          "finished) fails /healthz; 0 = auto: 3 x candle interval + 60 s")
+    event_loop_stall_seconds: float = Field(10, gt=0, description="event-loop lag that fails /healthz")
+    data_stale_seconds: float = Field(0, ge=0, description="live data older than this fails /readyz; "
+                                      "0 = auto: 2 x candle interval + 30 s")
+    model_max_age_seconds: float = Field(7 * 86400, gt=0, description="older models lower the health score")
+    error_notifications_per_hour: int = Field(30, ge=0)
+    trade_notifications_per_hour: int = Field(100, ge=0)
+    status_notifications_per_hour: int = Field(10, ge=0)
+    system_notifications_per_hour: int = Field(30, ge=0)
+    notification_queue_size: int = Field(200, ge=1)
+    error_aggregation_seconds: float = Field(60, ge=0, description="identical errors within this window "
+                                             "become one message with a count")
+    telegram_bot_token_file: Path | None = Field(None, description="file holding the token (mounted Secret)")
+    telegram_poll_commands: bool = True
+    telegram_max_retries: int = Field(5, ge=0)
+    ws_client_queue_size: int = Field(256, ge=1, description="messages queued per WebSocket client before it "
+                                      "counts as slow and is disconnected")
+    ws_flush_interval: float = Field(0.05, gt=0, description="seconds between WebSocket fan-out flushes")
+    enable_performance_monitoring: bool = True
+    performance_report_interval: float = Field(300, gt=0)
+    performance_alert_rules: str | None = Field(None, description="JSON/YAML list of {metric, op, threshold, "
+                                                "recommendation}; default: the seed's targets")
+    trace_replay_sample_ratio: float = Field(0.01, ge=0, le=1, description="share of candles traced in "
+                                             "max-speed replays when OTEL_TRACES_SAMPLER is unset")
 
     @field_validator("symbol", mode="before")
     @classmethod

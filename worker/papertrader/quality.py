@@ -13,7 +13,6 @@ outliers, 20) and ordering (share without duplicates or out-of-order timestamps,
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from collections.abc import Callable
@@ -31,12 +30,12 @@ DUPLICATE = CandleVerdict("duplicate", ("identical duplicate of the previous can
 #: rejects the candle or only marks it suspect.
 CustomCheck = Callable[[Candle], str | None]
 
-_MAD_REFRESH = 25  # candles between recomputations of the median absolute deviation
+_REFRESH = 20  # candles between recomputations of the rolling median and median absolute deviation
 _MIN_RETURNS_FOR_OUTLIERS = 30
 _MAD_TO_SIGMA = 1.4826
 
-# verdict codes kept in the rolling window
-_C_OK, _C_REJECTED, _C_OUTLIER, _C_ORDER = 0, 1, 2, 3
+# verdict codes kept in the rolling window (_C_EMPTY: a slot not used yet)
+_C_OK, _C_REJECTED, _C_OUTLIER, _C_ORDER, _C_EMPTY = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -67,13 +66,15 @@ class DataQualityGate:
         self._custom: list[tuple[str, CustomCheck, bool]] = []
         self._last: Candle | None = None
         self._returns: deque[float] = deque()
-        self._sorted: list[float] = []
-        self._mad = 0.0
-        self._since_mad = _MAD_REFRESH
-        self._codes: deque[int] = deque()
-        self._code_counts = [0, 0, 0, 0]
-        self._window_missing: deque[int] = deque()
+        self._median = 0.0
+        self._scale = 0.0
+        self._suspect_deviation = 0.0
+        self._since_refresh = _REFRESH
+        self._codes = [_C_EMPTY] * window
+        self._code_counts = [0, 0, 0, 0, window]
+        self._missing = [0] * window
         self._missing_in_window = 0
+        self._pos = 0
 
     def add_custom_check(self, name: str, check: CustomCheck, reject: bool = False) -> None:
         """Register a custom check (the seed's ``add_custom_check``)."""
@@ -82,56 +83,65 @@ class DataQualityGate:
     # --- judging ----------------------------------------------------------------------------------------
     def check(self, item: Candle | BadRow) -> CandleVerdict:
         """The verdict for one item. Updates counters and the rolling score."""
-        self.counters.checked += 1
-        if type(item) is BadRow:
-            return self._reject(f"line {item.line_no}: {item.reason}", "malformed")
-        candle: Candle = item  # type: ignore[assignment]
-        ts, o, h, l, c, v = candle
+        counters = self.counters
+        counters.checked += 1
+        if type(item) is not Candle:
+            return self._reject(f"line {item.line_no}: {item.reason}", "malformed")  # type: ignore[union-attr]
+        ts, o, h, l, c, v = item
         if not self.enabled:
-            self._last = candle
-            self.counters.accepted += 1
+            self._last = item
+            counters.accepted += 1
             return OK
         if not (0.0 < l <= h < math.inf and 0.0 <= v < math.inf and l <= o <= h and l <= c <= h):
-            return self._reject(*_diagnose(candle))
+            return self._reject(*_diagnose(item))
         if ts % self.interval_ms:
             return self._reject(f"timestamp {ts} not aligned to the {self.interval_ms} ms interval", "misaligned")
         last = self._last
         missing = 0
-        if last is not None:
-            if ts <= last.ts:
-                if ts == last.ts:
-                    if candle == last:
-                        self.counters.duplicates_ignored += 1
-                        self._push(_C_ORDER, 0)
-                        return DUPLICATE
-                    return self._reject(f"conflicting duplicate of candle ts={ts}", "duplicate_conflict", _C_ORDER)
-                return self._reject(f"out of order: ts={ts} after ts={last.ts}", "out_of_order", _C_ORDER)
-            missing = (ts - last.ts) // self.interval_ms - 1
-            if missing:
-                self.counters.gaps += 1
-                self.counters.missing_candles += missing
         verdict = OK
         code = _C_OK
         if last is not None:
-            z = self._robust_z(math.log(c / last.close))
-            if z >= self.outlier_z:
-                if z >= self.reject_z:
-                    return self._reject(f"outlier: return robust z={z:.1f} >= {self.reject_z:g}", "outlier_rejected",
-                                        _C_OUTLIER, missing)
-                verdict = CandleVerdict("suspect", (f"outlier: return robust z={z:.1f}",))
-                code = _C_OUTLIER
+            last_ts = last[0]
+            if ts <= last_ts:
+                if ts == last_ts:
+                    if item == last:
+                        counters.duplicates_ignored += 1
+                        self._push(_C_ORDER, 0)
+                        return DUPLICATE
+                    return self._reject(f"conflicting duplicate of candle ts={ts}", "duplicate_conflict", _C_ORDER)
+                return self._reject(f"out of order: ts={ts} after ts={last_ts}", "out_of_order", _C_ORDER)
+            if ts - last_ts != self.interval_ms:
+                missing = (ts - last_ts) // self.interval_ms - 1
+                counters.gaps += 1
+                counters.missing_candles += missing
+            ret = math.log(c / last[4])
+            if len(self._returns) >= _MIN_RETURNS_FOR_OUTLIERS:
+                if self._since_refresh >= _REFRESH:
+                    self._refresh_median_mad()
+                deviation = ret - self._median
+                if deviation > self._suspect_deviation or -deviation > self._suspect_deviation:
+                    z = abs(deviation) / self._scale if self._scale > 0.0 else math.inf
+                    if z >= self.reject_z:
+                        return self._reject(f"outlier: return robust z={z:.1f} >= {self.reject_z:g}",
+                                            "outlier_rejected", _C_REJECTED, missing)
+                    verdict = CandleVerdict("suspect", (f"outlier: return robust z={z:.1f}",))
+                    code = _C_OUTLIER
+            returns = self._returns
+            returns.append(ret)
+            if len(returns) > self.window:
+                returns.popleft()
+            self._since_refresh += 1
         for name, custom_check, reject in self._custom:
-            problem = custom_check(candle)
+            problem = custom_check(item)
             if problem is not None:
                 if reject:
                     return self._reject(f"{name}: {problem}", f"custom:{name}", _C_REJECTED, missing)
                 verdict = CandleVerdict("suspect", verdict.reasons + (f"{name}: {problem}",))
-        if last is not None:
-            self._add_return(math.log(c / last.close))
-        self._last = candle
-        self.counters.accepted += 1
+                code = _C_OUTLIER
+        self._last = item
+        counters.accepted += 1
         if verdict is not OK:
-            self.counters.suspect += 1
+            counters.suspect += 1
         self._push(code, missing)
         return verdict
 
@@ -139,48 +149,42 @@ class DataQualityGate:
         counters = self.counters
         counters.rejected += 1
         counters.reasons[reason] = counters.reasons.get(reason, 0) + 1
-        self._push(code if code != _C_OUTLIER else _C_REJECTED, missing)
+        self._push(code, missing)
         return CandleVerdict("rejected", (message,))
 
     # --- outliers -----------------------------------------------------------------------------------------
-    def _robust_z(self, ret: float) -> float:
-        if len(self._sorted) < _MIN_RETURNS_FOR_OUTLIERS:
-            return 0.0
-        n = len(self._sorted)
-        median = self._sorted[n // 2] if n % 2 else 0.5 * (self._sorted[n // 2 - 1] + self._sorted[n // 2])
-        if self._since_mad >= _MAD_REFRESH:
-            deviations = sorted(abs(r - median) for r in self._sorted)
-            self._mad = deviations[n // 2] if n % 2 else 0.5 * (deviations[n // 2 - 1] + deviations[n // 2])
-            self._since_mad = 0
-        scale = _MAD_TO_SIGMA * self._mad
-        if scale <= 0.0:
-            return 0.0 if ret == median else math.inf
-        return abs(ret - median) / scale
-
-    def _add_return(self, ret: float) -> None:
-        self._returns.append(ret)
-        bisect.insort(self._sorted, ret)
-        if len(self._returns) > self.window:
-            old = self._returns.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
-        self._since_mad += 1
+    def _refresh_median_mad(self) -> None:
+        """Median and MAD of the rolling returns; refreshed every few candles (robust statistics move slowly)."""
+        ordered = sorted(self._returns)
+        n = len(ordered)
+        median = ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+        deviations = sorted([abs(r - median) for r in ordered])
+        mad = deviations[n // 2] if n % 2 else 0.5 * (deviations[n // 2 - 1] + deviations[n // 2])
+        self._median = median
+        self._scale = _MAD_TO_SIGMA * mad
+        self._suspect_deviation = self.outlier_z * self._scale
+        self._since_refresh = 0
 
     # --- score ---------------------------------------------------------------------------------------------
     def _push(self, code: int, missing: int) -> None:
-        self._codes.append(code)
-        self._code_counts[code] += 1
-        self._window_missing.append(missing)
-        self._missing_in_window += missing
-        if len(self._codes) > self.window:
-            self._code_counts[self._codes.popleft()] -= 1
-            self._missing_in_window -= self._window_missing.popleft()
+        """Record one verdict in the rolling window (a ring buffer)."""
+        i = self._pos
+        counts = self._code_counts
+        counts[self._codes[i]] -= 1
+        counts[code] += 1
+        self._codes[i] = code
+        old_missing = self._missing[i]
+        if old_missing or missing:
+            self._missing[i] = missing
+            self._missing_in_window += missing - old_missing
+        self._pos = i + 1 if i + 1 < self.window else 0
 
     def score(self) -> tuple[float, dict[str, float]]:
         """The rolling data-quality score 0-100 and its components (each 0-100)."""
-        n = len(self._codes)
+        counts = self._code_counts
+        n = self.window - counts[_C_EMPTY]
         if n == 0:
             return 100.0, {"validity": 100.0, "completeness": 100.0, "normality": 100.0, "ordering": 100.0}
-        counts = self._code_counts
         validity = 1.0 - counts[_C_REJECTED] / n
         completeness = n / (n + self._missing_in_window)
         normality = 1.0 - counts[_C_OUTLIER] / n
@@ -200,25 +204,23 @@ class DataQualityGate:
             "counters": vars(self.counters).copy(),
             "last": list(self._last) if self._last else None,
             "returns": list(self._returns),
-            "mad": self._mad,
-            "since_mad": self._since_mad,
-            "codes": list(self._codes),
-            "window_missing": list(self._window_missing),
+            "median_scale": [self._median, self._scale, self._since_refresh],
+            "codes": self._codes,
+            "missing": self._missing,
+            "pos": self._pos,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.counters = QualityCounters(**state["counters"])
         self._last = Candle(*state["last"]) if state["last"] else None
         self._returns = deque(state["returns"])
-        self._sorted = sorted(self._returns)
-        self._mad = state["mad"]
-        self._since_mad = state["since_mad"]
-        self._codes = deque(state["codes"])
-        self._code_counts = [0, 0, 0, 0]
-        for code in self._codes:
-            self._code_counts[code] += 1
-        self._window_missing = deque(state["window_missing"])
-        self._missing_in_window = sum(self._window_missing)
+        self._median, self._scale, self._since_refresh = state["median_scale"]
+        self._suspect_deviation = self.outlier_z * self._scale
+        self._codes = list(state["codes"])
+        self._code_counts = [self._codes.count(code) for code in range(5)]
+        self._missing = list(state["missing"])
+        self._missing_in_window = sum(self._missing)
+        self._pos = state["pos"]
 
     @property
     def last_accepted(self) -> Candle | None:

@@ -25,7 +25,7 @@ import math
 from collections import deque
 from typing import Any
 
-from papertrader.features.rolling import Ema, RollingStats
+from papertrader.features.rolling import Ema, RollingMean, RollingStats
 from papertrader.market.candle import Candle
 
 NAN = math.nan
@@ -50,21 +50,20 @@ class Indicator:
 
 class Sma(Indicator):
     def __init__(self, n: int) -> None:
-        self.stats = RollingStats(n)
+        self.mean = RollingMean(n)
+        self.push = self.mean.push
         self.key = f"sma_{n}"
         self.outputs = (self.key,)
         self.lookback = n
 
     def update(self, candle: Candle, values: dict[str, float]) -> None:
-        stats = self.stats
-        stats.push(candle.close)
-        values[self.key] = stats.mean() if stats.ready else NAN
+        values[self.key] = self.push(candle[4])
 
     def state(self) -> Any:
-        return self.stats.state()
+        return self.mean.state()
 
     def load_state(self, state: Any) -> None:
-        self.stats.load_state(state)
+        self.mean.load_state(state)
 
 
 class CloseToSma(Sma):
@@ -74,9 +73,7 @@ class CloseToSma(Sma):
         self.outputs = (self.key,)
 
     def update(self, candle: Candle, values: dict[str, float]) -> None:
-        stats = self.stats
-        stats.push(candle.close)
-        values[self.key] = candle.close / stats.mean() - 1.0 if stats.ready else NAN
+        values[self.key] = candle[4] / self.push(candle[4]) - 1.0
 
 
 class EmaOfClose(Indicator):

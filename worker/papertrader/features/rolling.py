@@ -78,6 +78,38 @@ class RollingStats:
         self._shift, self._s1, self._s2, self._since = state["k"], state["s1"], state["s2"], state["since"]
 
 
+class RollingMean:
+    """Mean of the last ``n`` values: a running sum, recomputed from the window every ``n`` updates."""
+
+    __slots__ = ("n", "_window", "_sum", "_since")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._window: deque[float] = deque()
+        self._sum = 0.0
+        self._since = 0
+
+    def push(self, x: float) -> float:
+        """Add a value; returns the mean of the last ``n`` values (NaN until ``n`` values were seen)."""
+        window = self._window
+        window.append(x)
+        self._sum += x
+        if len(window) > self.n:
+            self._sum -= window.popleft()
+        self._since += 1
+        if self._since >= self.n:
+            self._sum = sum(window)
+            self._since = 0
+        return self._sum / self.n if len(window) == self.n else math.nan
+
+    def state(self) -> dict[str, Any]:
+        return {"w": list(self._window), "s": self._sum, "since": self._since}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._window = deque(state["w"])
+        self._sum, self._since = state["s"], state["since"]
+
+
 class Ema:
     """Exponential moving average ``y = y + alpha * (x - y)``, seeded with the first value (pandas adjust=False)."""
 

@@ -17,6 +17,7 @@ from papertrader.ledger.portfolio import Lot
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
+_NONE: list[str] = []
 
 
 @dataclass
@@ -49,6 +50,7 @@ class RiskManager:
     def __init__(self, limits: RiskLimits) -> None:
         self.limits = limits
         self.state = RiskState()
+        self._next_day_ts = 0
 
     # --- guards -------------------------------------------------------------------------------------------
     def on_equity(self, ts: int, equity: float) -> list[str]:
@@ -56,10 +58,13 @@ class RiskManager:
 
         Returns messages for halts that started now (for logs and events)."""
         state, limits = self.state, self.limits
+        if equity == state.last_equity and ts < self._next_day_ts:
+            return _NONE  # nothing can change: same equity, same day
         started: list[str] = []
         day = ts // DAY_MS
         if day != state.day:
             state.day = day
+            self._next_day_ts = (day + 1) * DAY_MS
             state.entries_today = 0
             state.day_start_equity = state.last_equity or equity
             state.halts.pop("daily_loss", None)
@@ -135,3 +140,4 @@ class RiskManager:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.state = RiskState(**state)
+        self._next_day_ts = (self.state.day + 1) * DAY_MS

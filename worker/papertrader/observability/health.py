@@ -1,0 +1,337 @@
+"""Health: a 0-100 score from weighted components, the seed's levels, and the liveness/readiness verdicts.
+
+Every HEALTH_PROBE_INTERVAL (1 s) a cheap tick measures event-loop lag, notices pipeline progress (the engine's
+item counter moved), samples memory and disk, and recomputes the level; a level change is published at once.
+Every HEALTH_CHECK_INTERVAL (300 s, the seed's setting) a full report is logged and published. ``/health``,
+``/readyz`` and the metrics compute the report on demand from cached samples (tens of microseconds).
+
+What the probes mean:
+
+- **alive** (``/healthz``): the event loop answers (a stalled loop cannot answer at all, so the kubelet's probe
+  times out; a watchdog thread also logs the stall) and the pipeline is not stuck: a run that has not finished
+  consumed at least one item within PIPELINE_STUCK_SECONDS (auto: 3 candle intervals + 60 s). A source whose
+  ``next_batch`` never returns (hung connection) is "stuck"; restarting resumes from the checkpoint.
+- **ready** (``/readyz``): warmed up, data fresh (live: last candle closed within DATA_STALE_SECONDS; replay:
+  not stuck), model loaded where the strategy needs one, data circuit breaker not open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from papertrader.observability.wiring import Observability
+
+log = logging.getLogger("papertrader.health")
+
+LEVELS: tuple[tuple[float, str], ...] = ((90.0, "excellent"), (75.0, "good"), (60.0, "fair"), (40.0, "poor"))
+
+#: component -> weight (sums to 100)
+WEIGHTS: dict[str, float] = {
+    "data_freshness": 20.0,
+    "data_quality": 20.0,
+    "model": 15.0,
+    "circuit_breakers": 15.0,
+    "pipeline": 10.0,
+    "ledger": 10.0,
+    "event_loop": 5.0,
+    "memory": 5.0,
+}
+
+MEMORY_GOOD_BYTES = 1 << 30  # the seed's "keep under 1 GB"
+
+
+def level_for(score: float) -> str:
+    """The seed's levels: excellent >= 90, good >= 75, fair >= 60, poor >= 40, critical below."""
+    for threshold, name in LEVELS:
+        if score >= threshold:
+            return name
+    return "critical"
+
+
+class HealthMonitor:
+    """Scores one worker's health and decides liveness and readiness."""
+
+    def __init__(self, obs: Observability) -> None:
+        self.obs = obs
+        settings = obs.runner.settings
+        interval_s = settings.interval_ms / 1000.0
+        self.interval_s = interval_s
+        self.stuck_after = settings.pipeline_stuck_seconds or 3 * interval_s + 60.0
+        self.stale_after = settings.data_stale_seconds or 2 * interval_s + 30.0
+        self.stall_after = settings.event_loop_stall_seconds
+        self.probe_interval = settings.health_probe_interval
+        self.report_interval = settings.health_check_interval
+        self.loop_lag = 0.0
+        self.max_loop_lag = 0.0
+        self.last_tick = time.monotonic()
+        self.last_progress = time.monotonic()
+        self._last_items = obs.runner.engine.items
+        self.memory_bytes = 0
+        self.disk_free_ratio = 1.0
+        self.level: str | None = None
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # full reports and level changes
+        self._task: asyncio.Task[None] | None = None
+        self._watchdog: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._process: Any = None
+        self._sample()
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.last_tick = self.last_progress = time.monotonic()
+        self._task = asyncio.create_task(self._run(), name="health-monitor")
+        self._watchdog = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
+        self._watchdog.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        next_report = time.monotonic() + self.report_interval
+        while True:
+            expected = time.monotonic() + self.probe_interval
+            await asyncio.sleep(self.probe_interval)
+            now = time.monotonic()
+            self.loop_lag = max(0.0, now - expected)
+            self.max_loop_lag = max(self.max_loop_lag, self.loop_lag)
+            self.last_tick = now
+            self._sample()
+            report = self.report()
+            if report["level"] != self.level:
+                if self.level is not None:
+                    log.info("health level %s -> %s (score %.1f)", self.level, report["level"], report["score"])
+                    self._publish(dict(report, change=True, previous_level=self.level))
+                self.level = report["level"]
+            if now >= next_report:
+                next_report = now + self.report_interval
+                log.info("Health: %s score %.1f (%s)%s", report["symbol"], report["score"], report["level"],
+                         "" if report["ready"] else f", not ready: {'; '.join(report['not_ready'])}")
+                self._publish(dict(report, change=False))
+
+    def _publish(self, report: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(report)
+            except Exception:  # noqa: BLE001
+                log.exception("health listener failed")
+
+    def _watch(self) -> None:
+        """Logs an event-loop stall from outside the loop (the loop itself cannot)."""
+        reported = False
+        while not self._stopping.wait(1.0):
+            stalled = time.monotonic() - self.last_tick - self.probe_interval
+            if stalled > self.stall_after and not reported:
+                log.error("event loop stalled for %.1f s (EVENT_LOOP_STALL_SECONDS %.0f): /healthz cannot answer",
+                          stalled, self.stall_after)
+                reported = True
+            elif stalled <= self.stall_after:
+                reported = False
+
+    def _sample(self) -> None:
+        runner = self.obs.runner
+        items = runner.engine.items
+        now = time.monotonic()
+        if items != self._last_items:
+            self._last_items = items
+            self.last_progress = now
+        try:
+            if self._process is None:
+                import psutil
+
+                self._process = psutil.Process(os.getpid())
+            self.memory_bytes = self._process.memory_info().rss
+        except Exception:  # noqa: BLE001 - psutil missing or restricted
+            self.memory_bytes = 0
+        try:
+            usage = shutil.disk_usage(runner.settings.state_dir)
+            self.disk_free_ratio = usage.free / usage.total if usage.total else 1.0
+        except OSError:
+            self.disk_free_ratio = 0.0
+
+    # --- verdicts ------------------------------------------------------------------------------------------
+    def progress_age(self) -> float:
+        items = self.obs.runner.engine.items
+        if items != self._last_items:  # progress since the last tick
+            self._last_items = items
+            self.last_progress = time.monotonic()
+        return time.monotonic() - self.last_progress
+
+    def stuck(self) -> bool:
+        runner = self.obs.runner
+        return not runner.finished and self.progress_age() > self.stuck_after
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        lag = time.monotonic() - self.last_tick - self.probe_interval
+        stalled = max(self.loop_lag, lag) > self.stall_after
+        stuck = self.stuck()
+        detail = {
+            "alive": not (stalled or stuck),
+            "pipeline_stuck": stuck,
+            "seconds_since_progress": round(self.progress_age(), 3),
+            "pipeline_stuck_seconds": self.stuck_after,
+            "event_loop_lag_seconds": round(max(self.loop_lag, lag, 0.0), 4),
+            "finished": self.obs.runner.finished,
+        }
+        return detail["alive"], detail
+
+    def data_age(self) -> float | None:
+        """Seconds since the last candle closed (live sources), or None before the first candle."""
+        candle = self.obs.runner.engine.last_candle
+        if candle is None:
+            return None
+        return time.time() - (candle.ts + self.obs.runner.settings.interval_ms) / 1000.0
+
+    def not_ready_reasons(self) -> list[str]:
+        obs = self.obs
+        runner, engine = obs.runner, obs.runner.engine
+        reasons: list[str] = []
+        if engine.accepted < engine.warmup:
+            reasons.append(f"warming up ({engine.accepted}/{engine.warmup} candles)")
+        if runner.source.live:
+            age = self.data_age()
+            if age is None:
+                reasons.append("no market data yet")
+            elif age > self.stale_after:
+                reasons.append(f"stale data: last candle closed {age:.0f} s ago (limit {self.stale_after:.0f} s)")
+            if not obs.source_connected():
+                reasons.append("market data source disconnected")
+        elif self.stuck():
+            reasons.append(f"no candle for {self.progress_age():.0f} s")
+        model = obs.model_status()
+        if model.get("required") and not model.get("loaded"):
+            reasons.append("model not loaded")
+        breaker = runner.breakers.get("data_collection")
+        if breaker is not None and breaker.is_open:
+            reasons.append("data_collection circuit breaker open")
+        return reasons
+
+    # --- score -------------------------------------------------------------------------------------------
+    def components(self) -> dict[str, dict[str, Any]]:
+        obs = self.obs
+        runner, engine = obs.runner, obs.runner.engine
+        out: dict[str, dict[str, Any]] = {}
+
+        # data freshness
+        if runner.source.live:
+            age = self.data_age()
+            if age is None:
+                score, detail = 0.0, "no candle yet"
+            else:
+                grace = self.interval_s + 15.0
+                score = 100.0 if age <= grace else max(0.0, 100.0 * (1 - (age - grace) / max(self.stale_after, 1)))
+                detail = f"last candle closed {age:.0f} s ago"
+        else:
+            age = self.progress_age()
+            score = 100.0 if runner.finished or age <= self.stuck_after / 2 else (
+                50.0 if age <= self.stuck_after else 0.0)
+            detail = "run finished" if runner.finished else f"last item {age:.1f} s ago"
+        out["data_freshness"] = {"score": round(score, 1), "detail": detail}
+
+        quality, parts = engine.gate.score()
+        out["data_quality"] = {"score": quality, "detail": ", ".join(f"{k} {v:.0f}" for k, v in parts.items())}
+
+        model = obs.model_status()
+        if not model.get("required"):
+            out["model"] = {"score": 100.0, "detail": "strategy needs no model"}
+        elif not model.get("loaded"):
+            out["model"] = {"score": 0.0, "detail": "model not loaded"}
+        else:
+            age_s = model.get("age_seconds")
+            max_age = runner.settings.model_max_age_seconds
+            score = 100.0 if age_s is None or age_s <= max_age else 60.0
+            out["model"] = {"score": score, "detail": f"version {model.get('version')}"
+                            + (f", {age_s / 86400:.1f} days old" if age_s is not None else "")}
+
+        states = {name: b.state.value for name, b in runner.breakers.breakers.items()}
+        opened = [n for n, st in states.items() if st == "OPEN"]
+        half = [n for n, st in states.items() if st == "HALF_OPEN"]
+        score = 0.0 if "data_collection" in opened else max(0.0, 100.0 - 40.0 * len(opened) - 15.0 * len(half))
+        out["circuit_breakers"] = {"score": score, "detail": ", ".join(f"{n} {st}" for n, st in states.items())}
+
+        stuck = self.stuck()
+        age = self.progress_age()
+        out["pipeline"] = {"score": 0.0 if stuck else 100.0,
+                           "detail": "finished" if runner.finished else f"last item {age:.1f} s ago"
+                           + (" (stuck)" if stuck else "")}
+
+        free = self.disk_free_ratio
+        score = 100.0 if free >= 0.10 else (50.0 if free >= 0.05 else 0.0)
+        out["ledger"] = {"score": score, "detail": f"disk {free * 100:.1f} % free"}
+
+        lag = max(self.loop_lag, time.monotonic() - self.last_tick - self.probe_interval, 0.0)
+        score = 100.0 if lag < 0.1 else 75.0 if lag < 1.0 else 40.0 if lag < self.stall_after else 0.0
+        out["event_loop"] = {"score": score, "detail": f"lag {lag * 1000:.1f} ms"}
+
+        rss = self.memory_bytes
+        score = 100.0 if rss <= MEMORY_GOOD_BYTES else 50.0 if rss <= 2 * MEMORY_GOOD_BYTES else 0.0
+        out["memory"] = {"score": score, "detail": f"rss {rss / 1e6:.0f} MB"}
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """The ``GET /health`` document (docs/worker-http.md)."""
+        obs = self.obs
+        runner, engine = obs.runner, obs.runner.engine
+        components = self.components()
+        score = round(sum(WEIGHTS[name] * c["score"] / 100.0 for name, c in components.items()), 1)
+        for name, c in components.items():
+            c["weight"] = WEIGHTS[name]
+        reasons = self.not_ready_reasons()
+        portfolio, risk = engine.portfolio, engine.risk
+        candle = engine.last_candle
+        snapshot = portfolio.snapshot(candle.ts, candle.close) if candle is not None else None
+        equity = snapshot.equity if snapshot is not None else portfolio.cash
+        position_value = snapshot.position_value if snapshot is not None else portfolio.cash - portfolio.cash
+        initial = portfolio.initial_capital
+        equity_f = float(equity)
+        halts = risk.state.halts
+        model = obs.model_status()
+        if runner.finished:
+            status = "finished"
+        elif self.stuck():
+            status = "stuck"
+        elif candle is None:
+            status = "starting"
+        else:
+            status = "running"
+        return {
+            "symbol": engine.symbol,
+            "score": score,
+            "level": level_for(score),
+            "ready": not reasons,
+            "not_ready": reasons,
+            "status": status,
+            "components": components,
+            "portfolio": {
+                "initial_capital": str(initial),
+                "cash": str(portfolio.cash),
+                "position_value": str(position_value),
+                "equity": str(equity),
+                "return_pct": round(float((equity - initial) / initial * 100), 4) if initial else 0.0,
+                "drawdown_pct": round(risk.current_drawdown(equity_f) * 100, 4),
+                "max_drawdown_pct": round(risk.state.max_drawdown_pct * 100, 4),
+                "open_positions": len(portfolio.lots),
+                "trades": portfolio.fills,
+            },
+            "candles_processed": engine.accepted,
+            "last_candle_ms": candle.ts if candle is not None else None,
+            "model_version": model.get("version"),
+            "model_age_seconds": model.get("age_seconds"),
+            "entries_halted": bool(halts),
+            "halt_reason": "; ".join(f"{kind}: {reason}" for kind, reason in sorted(halts.items())) or None,
+            "halts": dict(halts),
+            "circuit_breakers": {name: b.state.value for name, b in runner.breakers.breakers.items()},
+        }
