@@ -95,3 +95,18 @@ def base_names(name: str) -> set[str]:
     if name.endswith("_total"):
         candidates.add(name[: -len("_total")])
     return candidates
+
+
+_MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)")
+
+
+def label_names(expr: str) -> set[str]:
+    """Label names an expression filters or groups on: in `{...}` matchers and `by/without/on/...` lists."""
+    text = _STRING.sub('""', expr)
+    text = _GRAFANA_VAR.sub(" ", text)
+    labels: set[str] = set()
+    for block in re.findall(r"\{([^{}]*)\}", text):
+        labels.update(_MATCHER.findall(block))
+    for _, group in _LABEL_LIST.findall(text):
+        labels.update(x.strip() for x in group.split(",") if x.strip())
+    return labels

@@ -108,7 +108,7 @@ def test_operator_deployment(rendered):
     assert spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["args"][:2] == ["operator", "--standalone"]
+    assert container["args"][0] == "operator"
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -123,6 +123,32 @@ def test_operator_deployment(rendered):
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PAPERTRADER_WORKER_IMAGE"]
     assert pod["serviceAccountName"] == by_kind(rendered, "ServiceAccount")[0]["metadata"]["name"]
+
+
+def _operator_config(docs):
+    """Parse the rendered operator command line and environment with the operator's own argument parser."""
+    from papertrader_operator import main
+    container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        args = main.build_parser().parse_args(container["args"][1:])  # argparse exits on an unknown flag
+        return args, main.config_from_args(args), main.kopf_argv(args)
+
+
+def test_operator_accepts_the_rendered_command_line(rendered):
+    args, config, kopf_argv = _operator_config(rendered)
+    assert config.http_port == 8080
+    assert config.worker_image == {e["name"]: e.get("value") for e in by_kind(rendered, "Deployment")[0]["spec"][
+        "template"]["spec"]["containers"][0]["env"]}["PAPERTRADER_WORKER_IMAGE"]
+    assert "--standalone" in kopf_argv
+
+
+def test_operator_settings_reach_the_operator(all_docs):
+    args, config, kopf_argv = _operator_config(all_docs)
+    assert args.namespace == ["papertrader", "trading-lab"] and args.verbose and args.log_format == "plain"
+    assert (config.resync_interval, config.health_timeout, config.max_concurrent_reconciles) == (15, 1.5, 10)
 
 
 def test_watch_namespaces_become_flags_and_roles(default_docs, all_docs):
@@ -261,7 +287,8 @@ def test_each_monitoring_feature_switches_independently():
     ("monitoring.prometheusRule.thresholds.drawdownPct=high", "drawdownPct"),
     ("monitoring.serviceMonitor.interval=30 seconds", "interval"),
     ("image.pullPolicy=Sometimes", "pullPolicy"),
-    ("operator.logLevel=loud", "logLevel"),
+    ("operator.logFormat=loud", "logFormat"),
+    ("operator.resyncIntervalSeconds=often", "resyncIntervalSeconds"),
     ("example.spec.symbols[0]=btc", "symbols"),
     ("monitoring.prometheusRule.disabled[0]=NoSuchAlert", "disabled"),
 ])

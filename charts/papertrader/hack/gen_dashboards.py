@@ -285,8 +285,8 @@ def symbol() -> dict:
         panel(lay, "timeseries", "Model age", [target(f"max(papertrader_model_age_seconds{{{sel}}})", "age")],
               unit="s", description="Age of the loaded model (empty for strategies without a model)."),
         panel(lay, "timeseries", "Notifications dropped",
-              [target(f"sum by (kind) (increase(papertrader_notifications_dropped_total{{{wsel}}}[$__rate_interval]))",
-                      "{{kind}}")], w=24,
+              [target(f"sum by (category) (increase(papertrader_notifications_dropped_total{{{wsel}}}"
+                      f"[$__rate_interval]))", "{{category}}")], w=24,
               description="Notifications dropped by rate limits or delivery failures."),
     ]
     variables = [
