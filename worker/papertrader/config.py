@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     """Effective worker configuration. Field names map to upper-case environment variables."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", validate_default=True)
+    #: the ``--config`` YAML file; set on a per-call subclass by :func:`load_settings`
+    config_file: ClassVar[Path | None] = None
 
     # --- what to run -------------------------------------------------------------------------------------
     symbol: str = Field("BTC-EUR", description="market traded by this worker, BASE-QUOTE")
@@ -130,7 +132,7 @@ class Settings(BaseSettings):
     # --- data quality --------------------------------------------------------------------------------------
     quality_window: int = Field(100, ge=10)
     quality_outlier_z: float = Field(8.0, gt=0, description="robust z above which a candle is suspect")
-    quality_reject_z: float = Field(30.0, gt=0, description="robust z above which a candle is rejected")
+    quality_reject_z: float = Field(200.0, gt=0, description="robust z above which a candle is rejected")
     enable_data_quality_checks: bool = True
 
     # --- features and caching ----------------------------------------------------------------------------
@@ -276,8 +278,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_path = settings_cls.model_config.get("yaml_file")
-        return (init_settings, env_settings, dotenv_settings, _YamlSource(settings_cls, yaml_path))
+        return (init_settings, env_settings, dotenv_settings, _YamlSource(settings_cls, settings_cls.config_file))
 
     # --- derived values ------------------------------------------------------------------------------------
     @property
@@ -319,9 +320,7 @@ def load_settings(
         raise ConfigError(f"--env-file {env_file}: file not found")
     if config_file is not None and not Path(config_file).is_file():
         raise ConfigError(f"--config {config_file}: file not found")
-    cls: type[Settings] = type(
-        "Settings", (Settings,), {"model_config": {**Settings.model_config, "yaml_file": config_file}}
-    )
+    cls: type[Settings] = type("Settings", (Settings,), {"config_file": Path(config_file) if config_file else None})
     try:
         return cls(_env_file=env_file, **flags)  # type: ignore[call-arg]
     except ValidationError as exc:

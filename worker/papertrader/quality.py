@@ -4,7 +4,9 @@ Checks, in order: parse errors (from the source), finite positive prices and non
 consistency (low <= open/close <= high), alignment of the timestamp to the interval, ordering (a repeat of the
 last candle is ignored when identical and rejected when it conflicts; an older timestamp is rejected), gaps
 (counted, never filled), outliers (robust z-score of the log return against the rolling median absolute
-deviation), and custom checks. Rejected candles never reach features or the strategy.
+deviation: above QUALITY_OUTLIER_Z the candle is suspect but traded; above QUALITY_REJECT_Z it is rejected as a
+bad tick, unless the previous candle was rejected the same way and this one confirms the new level, so a real
+level shift never freezes the feed), and custom checks. Rejected candles never reach features or the strategy.
 
 The rolling data-quality score (0-100) combines, over the last ``window`` candles: validity (share not
 rejected, weight 40), completeness (share of expected candles that arrived, 30), normality (share not flagged as
@@ -70,6 +72,7 @@ class DataQualityGate:
         self._scale = 0.0
         self._suspect_deviation = 0.0
         self._since_refresh = _REFRESH
+        self._rejected_close = 0.0  # close of the last candle rejected as an outlier, until one is accepted
         self._codes = [_C_EMPTY] * window
         self._code_counts = [0, 0, 0, 0, window]
         self._missing = [0] * window
@@ -121,7 +124,8 @@ class DataQualityGate:
                 deviation = ret - self._median
                 if deviation > self._suspect_deviation or -deviation > self._suspect_deviation:
                     z = abs(deviation) / self._scale if self._scale > 0.0 else math.inf
-                    if z >= self.reject_z:
+                    if z >= self.reject_z and not self._confirms_level_shift(c):
+                        self._rejected_close = c
                         return self._reject(f"outlier: return robust z={z:.1f} >= {self.reject_z:g}",
                                             "outlier_rejected", _C_REJECTED, missing)
                     verdict = CandleVerdict("suspect", (f"outlier: return robust z={z:.1f}",))
@@ -139,6 +143,7 @@ class DataQualityGate:
                 verdict = CandleVerdict("suspect", verdict.reasons + (f"{name}: {problem}",))
                 code = _C_OUTLIER
         self._last = item
+        self._rejected_close = 0.0
         counters.accepted += 1
         if verdict is not OK:
             counters.suspect += 1
@@ -153,6 +158,14 @@ class DataQualityGate:
         return CandleVerdict("rejected", (message,))
 
     # --- outliers -----------------------------------------------------------------------------------------
+    def _confirms_level_shift(self, close: float) -> bool:
+        """True when the previous candle was rejected as an outlier and this one sits at its level: the move was
+        real (a level shift), so it must not be rejected again (which would freeze the feed)."""
+        if not self._rejected_close:
+            return False
+        deviation = abs(math.log(close / self._rejected_close) - self._median)
+        return deviation < self.reject_z * self._scale
+
     def _refresh_median_mad(self) -> None:
         """Median and MAD of the rolling returns; refreshed every few candles (robust statistics move slowly)."""
         ordered = sorted(self._returns)
@@ -204,7 +217,7 @@ class DataQualityGate:
             "counters": vars(self.counters).copy(),
             "last": list(self._last) if self._last else None,
             "returns": list(self._returns),
-            "median_scale": [self._median, self._scale, self._since_refresh],
+            "median_scale": [self._median, self._scale, self._since_refresh, self._rejected_close],
             "codes": self._codes,
             "missing": self._missing,
             "pos": self._pos,
@@ -214,7 +227,7 @@ class DataQualityGate:
         self.counters = QualityCounters(**state["counters"])
         self._last = Candle(*state["last"]) if state["last"] else None
         self._returns = deque(state["returns"])
-        self._median, self._scale, self._since_refresh = state["median_scale"]
+        self._median, self._scale, self._since_refresh, self._rejected_close = state["median_scale"]
         self._suspect_deviation = self.outlier_z * self._scale
         self._codes = list(state["codes"])
         self._code_counts = [self._codes.count(code) for code in range(5)]

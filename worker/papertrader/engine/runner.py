@@ -74,10 +74,27 @@ def make_source(settings: Settings, breakers: BreakerRegistry) -> CandleSource:
     return BitvavoSource(settings, breakers.breakers["data_collection"])
 
 
+def complete_replay_settings(settings: Settings) -> Settings:
+    """For ``--source replay`` without an explicit SYMBOL or CANDLE_INTERVAL, take them from the file."""
+    if settings.source != "replay" or settings.replay_file is None or not Path(settings.replay_file).is_file():
+        return settings
+    from papertrader.market.sources.replay import infer_interval, infer_symbol
+
+    update: dict[str, Any] = {}
+    if "symbol" not in settings.model_fields_set and (symbol := infer_symbol(Path(settings.replay_file))):
+        update["symbol"] = symbol
+    if "candle_interval" not in settings.model_fields_set:
+        interval = infer_interval(Path(settings.replay_file))
+        if interval is not None:
+            update["candle_interval"] = interval
+    return settings.model_copy(update=update) if update else settings
+
+
 class WorkerRunner:
     """Owns one worker's engine, source and services for the duration of ``papertrader run``."""
 
     def __init__(self, settings: Settings, source: CandleSource | None = None, console_logs: bool = True) -> None:
+        settings = complete_replay_settings(settings)
         self.settings = settings
         setup_logging(settings.state_dir / "logs", settings.log_level, settings.log_max_bytes,
                       settings.log_backup_count, console=console_logs)

@@ -32,6 +32,7 @@ class Predictor:
         self.arch = str(meta["arch"])
         self.mean = np.asarray(meta["scaler"]["mean"], dtype=np.float64)
         self.inv_std = 1.0 / np.asarray(meta["scaler"]["std"], dtype=np.float64)
+        self.clip = float(meta["scaler"].get("clip", 8.0))
         try:
             self.created_at = datetime.fromisoformat(str(meta["created_at"])).timestamp()
         except ValueError:
@@ -55,10 +56,8 @@ class Predictor:
 
     def scale(self, vector: list[float]) -> np.ndarray:
         """One raw feature vector (float64, feature order) -> the scaled float32 row the model sees."""
-        return ((np.asarray(vector, dtype=np.float64) - self.mean) * self.inv_std).astype(np.float32)
-
-    def scale_matrix(self, features: np.ndarray) -> np.ndarray:
-        return ((features - self.mean) * self.inv_std).astype(np.float32)
+        scaled = (np.asarray(vector, dtype=np.float64) - self.mean) * self.inv_std
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def predict(self, window: np.ndarray) -> float:
         """P(up) for one ``(seq_len, F)`` float32 window, oldest row first."""

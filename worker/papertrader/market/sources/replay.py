@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
+from papertrader.market.candle import INTERVAL_MS, Candle
 from papertrader.market.candle_file import CandleFileError, CandleFileReader
 from papertrader.market.sources.base import CandleSource, SourceItem
 
@@ -15,6 +17,29 @@ def file_fingerprint(path: Path) -> str:
     with open(path, "rb") as handle:
         head = handle.read(65536)
     return f"{path.stat().st_size}:{hashlib.sha256(head).hexdigest()[:16]}"
+
+
+_SYMBOL_IN_NAME = re.compile(r"(?<![A-Z0-9])([A-Z0-9]{2,10}-[A-Z0-9]{2,10})(?![A-Z0-9])")
+
+
+def infer_symbol(path: Path) -> str | None:
+    """A BASE-QUOTE symbol in the file name (``binance_BTC-USDT_1m.csv`` -> ``BTC-USDT``), if there is one."""
+    match = _SYMBOL_IN_NAME.search(path.name.upper())
+    return match.group(1) if match else None
+
+
+def infer_interval(path: Path, sample_rows: int = 200) -> str | None:
+    """The candle interval of a file: the smallest step between the first timestamps that names an interval."""
+    reader = CandleFileReader(path)
+    try:
+        stamps = sorted({item.ts for item in reader.read(sample_rows) if isinstance(item, Candle)})
+    finally:
+        reader.close()
+    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > a]
+    if not steps:
+        return None
+    step = min(steps)
+    return next((name for name, ms in INTERVAL_MS.items() if ms == step), None)
 
 
 class ReplaySource(CandleSource):
