@@ -111,6 +111,11 @@ class Engine:
         s = self.settings
         return MarketRules(tick, s.quantity_decimals, s.min_order_quote, s.min_order_base)
 
+    def set_market_rules(self, rules: MarketRules) -> None:
+        """Use fixed exchange rules (a live source's ``/markets``) from now on instead of the offline defaults."""
+        self._fixed_rules = rules
+        self._set_rules(rules)
+
     def _set_rules(self, rules: MarketRules) -> None:
         self.rules = rules
         self.broker = PaperBroker(self.portfolio, rules, self.settings.fee_rate, self.settings.slippage_pct)

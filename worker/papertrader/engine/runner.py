@@ -144,6 +144,7 @@ class WorkerRunner:
         self._install_signal_handlers()
         try:
             await source.start(checkpoint["last_ts"] if checkpoint else None, engine.warmup)
+            self._apply_market_rules()
             await self._loop()
         finally:
             for service in reversed(self.services):
@@ -155,6 +156,21 @@ class WorkerRunner:
         summary["duration_s"] = round(time.monotonic() - self.started_at, 3)
         summary["finished"] = self.finished
         return summary
+
+    def _apply_market_rules(self) -> None:
+        """Exchange precision and minimums (a live source's ``/markets``) for the paper broker. ``--record`` keeps
+        a copy next to the recording and ``--source replay`` reads it, so the replay of a recording trades alike."""
+        from papertrader.market.bitvavo.markets import load_rules_sidecar, write_rules_sidecar
+
+        market_rules = getattr(self.source, "market_rules", None)
+        rules = market_rules() if callable(market_rules) else None
+        if rules is None and self.settings.source == "replay" and self.settings.replay_file is not None:
+            rules = load_rules_sidecar(self.settings.replay_file)
+        if rules is None:
+            return
+        self.engine.set_market_rules(rules)
+        if self.settings.record is not None and self.settings.source != "replay":
+            write_rules_sidecar(self.settings.record, rules)
 
     async def _loop(self) -> None:
         settings, engine, source = self.settings, self.engine, self.source

@@ -1,0 +1,66 @@
+"""Shared helpers for the Bitvavo tests: seeded candles, worker settings, in-process runs, file comparisons."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+from typing import Any
+
+from papertrader.config import Settings, load_settings
+from papertrader.engine.runner import WorkerRunner
+from papertrader.market.candle import Candle
+from papertrader.market.candle_file import format_candle
+from papertrader.market.sources.synthetic import SyntheticSource
+
+START_MS = 1_704_067_200_000
+
+
+def synthetic_candles(count: int, seed: int = 7) -> list[Candle]:
+    source = SyntheticSource(seed, 60_000, START_MS)
+    return asyncio.run(source.next_batch(count)) if False else _sync_batch(source, count)
+
+
+def _sync_batch(source: SyntheticSource, count: int) -> list[Candle]:
+    return [source._next_candle() for _ in range(count)]  # noqa: SLF001 - test helper
+
+
+def write_candles(path: Path, candles: list[Candle]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("timestamp_ms,open,high,low,close,volume\n")
+        for candle in candles:
+            handle.write(format_candle(candle))
+    return path
+
+
+def live_flags(fake: Any, state_dir: Path, **extra: Any) -> dict[str, Any]:
+    flags: dict[str, Any] = {
+        "source": "bitvavo", "symbol": "BTC-EUR", "state_dir": state_dir,
+        "bitvavo_rest_url": fake.rest_url, "bitvavo_ws_url": fake.ws_url,
+        "api_timeout_seconds": 2.0, "ws_stale_seconds": 1.0, "reconnect_initial_backoff_seconds": 0.05,
+        "reconnect_max_backoff_seconds": 0.5, "clock_sync_interval_seconds": 0.5,
+        "candle_close_grace_seconds": 0.0, "progress_interval_seconds": 60.0,
+    }
+    flags.update(extra)
+    return flags
+
+
+async def run_worker(settings: Settings, timeout: float = 60.0) -> dict[str, Any]:
+    runner = WorkerRunner(settings, console_logs=False)
+    summary = await asyncio.wait_for(runner.run(), timeout)
+    summary["source_status"] = runner.source.status()
+    return summary
+
+
+def settings(**flags: Any) -> Settings:
+    return load_settings(flags)
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def recorded_candles(path: Path) -> list[Candle]:
+    rows = read_rows(path)[1:]
+    return [Candle(int(r[0]), *(float(v) for v in r[1:6])) for r in rows]
