@@ -7,7 +7,7 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from conftest import CHART, ROOT
+from chart_helpers import CHART, ROOT
 
 NAME = "papertraders.papertrader.io.yaml"
 

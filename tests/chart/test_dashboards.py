@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from conftest import CHART, by_kind, run, tool
+from chart_helpers import CHART, by_kind, run, tool
 
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
 DS_UID = "${datasource}"
@@ -132,7 +132,7 @@ def test_dashboards_ship_as_sidecar_configmaps(all_docs):
 
 
 def test_dashboard_labels_are_configurable():
-    from conftest import render
+    from chart_helpers import render
     docs = render("--set", "monitoring.grafanaDashboards.enabled=true",
                   "--set", "monitoring.grafanaDashboards.labels.grafana_dashboard=null",
                   "--set", "monitoring.grafanaDashboards.labels.dashboards=papertrader")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT, run, tool
+from chart_helpers import ROOT, run, tool
 
 DOCKERFILE = ROOT / "Dockerfile"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import CHART, ROOT, by_kind, render
+from chart_helpers import CHART, ROOT, by_kind, render
 
 DEPLOY = ROOT / "docs" / "deploy.md"
 

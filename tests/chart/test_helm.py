@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import ALL_FEATURES, CHART, NAMESPACE, by_kind, helm_template, render, run, tool
+from chart_helpers import ALL_FEATURES, CHART, NAMESPACE, by_kind, helm_template, render, run, tool
 from monitoring_schemas import SCHEMAS
 
 K8S_VERSION = "1.34.0"

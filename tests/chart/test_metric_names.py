@@ -2,7 +2,7 @@
 
 The names come from the exporters themselves: `papertrader.observability.metrics.exported_metric_names()` (worker)
 and `papertrader_operator.metrics.exported_metric_names()` (operator), plus `up`, which Prometheus writes for
-every scrape target. Names in queries are found with the small scanner in promql.py."""
+every scrape target. Names in queries are found with the small scanner in chart_promql.py."""
 from __future__ import annotations
 
 import importlib
@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from conftest import CHART, by_kind, render
-from promql import base_names, grafana_query_metric_names, label_names, metric_names
+from chart_helpers import CHART, by_kind, render
+from chart_promql import base_names, grafana_query_metric_names, label_names, metric_names
 
 # Series Prometheus itself adds for every target (https://prometheus.io/docs/concepts/jobs_instances/).
 PROMETHEUS_SYNTHETIC = {"up"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ALL_FEATURES, CHART, by_kind, render, run, tool
+from chart_helpers import ALL_FEATURES, CHART, by_kind, render, run, tool
 
 HERE = Path(__file__).resolve().parent
 UNIT_TESTS = HERE / "rules_test.yaml"
