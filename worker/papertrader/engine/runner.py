@@ -194,14 +194,27 @@ class WorkerRunner:
                 self.finished = True
                 break
             process = engine.process
-            for item in batch:
-                process(item)
+            listeners = self.listeners
+            if listeners:  # tick timing for on_tick_done (observability); no cost without listeners
+                perf = time.perf_counter
+                starts = []
+                for item in batch:
+                    starts.append(perf())
+                    process(item)
+                done = perf()
+            else:
+                for item in batch:
+                    process(item)
             uncommitted += len(batch)
             now = time.monotonic()
             if (source.live or paced or uncommitted >= settings.commit_every_candles
                     or now - last_commit >= settings.commit_interval_seconds):
                 engine.commit(source.cursor())
                 last_commit, uncommitted = now, 0
+                if listeners and (source.live or paced):
+                    done = time.perf_counter()  # live: "candle in, decision persisted" includes the commit
+            if listeners:
+                self._report_ticks(batch, starts, done, source.live or paced)
             if now - self.last_progress >= settings.progress_interval_seconds:
                 self._progress(now)
             if paced:
@@ -212,6 +225,18 @@ class WorkerRunner:
         if self.finished:
             engine.finish()
         engine.commit(source.cursor())
+
+    def _report_ticks(self, batch: list[Any], starts: list[float], done: float, persisted_each: bool) -> None:
+        """``on_tick_done`` per item: replay at max speed reports each item's pipeline time; live and paced runs
+        (one commit per batch) report from the item's start until its decision was committed."""
+        ends = starts[1:] + [done]
+        for index, item in enumerate(batch):
+            duration = (done if persisted_each else ends[index]) - starts[index]
+            for listener in self.listeners:
+                try:
+                    listener.on_tick_done(item, duration)
+                except Exception:  # noqa: BLE001 - a listener must never stop trading
+                    log.exception("listener on_tick_done failed")
 
     def _progress(self, now: float) -> None:
         engine = self.engine
@@ -248,3 +273,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def summary_path(state_dir: Path) -> Path:
     return state_dir / "summary.json"
+
+
+# The observability layer (HTTP probes and metrics, WebSocket feed, Telegram, tracing) registers its factory.
+from papertrader.observability.wiring import start_observability  # noqa: E402
+
+SERVICE_FACTORIES.append(start_observability)

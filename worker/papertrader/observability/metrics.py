@@ -180,7 +180,7 @@ class ErrorLogHandler(logging.Handler):
         self.counter.add(kind)
         if self.callback is not None:
             try:
-                self.callback(kind, record.getMessage())
+                self.callback(kind, record.getMessage(), record.levelno)
             except Exception:  # noqa: BLE001 - never let reporting break logging
                 pass
 

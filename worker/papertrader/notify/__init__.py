@@ -1,0 +1,1 @@
+"""Notifications: Telegram (python-telegram-bot)."""
