@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from papertrader.market.candle_file import CandleFileError
     from papertrader.strategy.registry import UnknownStrategyError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATES:  # argparse's REMAINDER cannot pass through leading --options
+        return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.verb == "run":
