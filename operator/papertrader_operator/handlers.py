@@ -58,7 +58,7 @@ async def startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_: 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    settings.batching.error_delays = RETRY_DELAYS
+    settings.queueing.error_delays = RETRY_DELAYS
     config = s.current()
     _State.runtime = Runtime(config, KubeClient(_connection))
     await _State.runtime.start()

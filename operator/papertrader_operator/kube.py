@@ -145,6 +145,13 @@ class KubeClient:
                 return None
             raise
 
+    async def list(self, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace (or everywhere), with `kind` filled in on each item."""
+        prefix, plural = KINDS[kind]
+        path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+        result = await self.request("GET", path, params={"labelSelector": label_selector})
+        return [{**item, "kind": kind} for item in (result or {}).get("items", [])]
+
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a namespaced object."""
         meta = body["metadata"]

@@ -64,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> s.OperatorConfig:
         worker_image=args.worker_image, worker_url_template=args.worker_url_template,
         resync_interval=args.resync_interval, health_timeout=args.health_timeout,
         http_host=args.http_host, http_port=args.http_port,
-        max_concurrent_reconciles=args.max_concurrent_reconciles)
+        max_concurrent_reconciles=args.max_concurrent_reconciles, namespaces=tuple(args.namespace))
 
 
 def run_operator(argv: list[str] | None = None) -> int:

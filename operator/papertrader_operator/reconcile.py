@@ -82,12 +82,35 @@ class Runtime:
         self._limit = asyncio.Semaphore(config.max_concurrent_reconciles)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._prime_lock = asyncio.Lock()
+        self._primed = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.http.start()
         self._loop_task = asyncio.create_task(self._resync_loop(), name="papertrader-resync")
+
+    async def _prime_children(self) -> None:
+        """Fill the child cache once, before the first reconcile, so a restart re-creates nothing."""
+        async with self._prime_lock:
+            if not self._primed:
+                await self._list_children()
+                self._primed = True
+
+    async def _list_children(self) -> None:
+        namespaces = [ns for ns in self.config.namespaces if not any(c in ns for c in "*?[!")] or [None]
+        if len(namespaces) != len(self.config.namespaces or [None]):
+            return  # namespace globs: the watches fill the cache, creates that meet existing objects adopt them
+        selector = f"{s.LABEL_MANAGED_BY}={s.MANAGED_BY}"
+        try:
+            for kind in CHILD_KINDS:
+                for namespace in namespaces:
+                    for body in await self.kube.list(kind, namespace, selector):
+                        if owner_of(body) is not None:
+                            self.children.setdefault(child_key(body), body)
+        except ApiError as exc:
+            logger.warning("could not list existing children (%s); relying on the watches", exc)
 
     async def stop(self) -> None:
         for task in [self._loop_task, *self._tasks]:
@@ -174,6 +197,7 @@ class Runtime:
 
     async def reconcile(self, trader: dict[str, Any]) -> Outcome:
         """Converge one PaperTrader's children and write its status; raises InvalidSpec or ApiError."""
+        await self._prime_children()
         key = trader_key(trader)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:

@@ -47,6 +47,7 @@ class OperatorConfig:
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     max_concurrent_reconciles: int = 20
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
 
     @classmethod
     def from_env(cls) -> OperatorConfig:

@@ -86,7 +86,7 @@ class Cluster:
 
     def count(self, action: kmock.action, kind: str) -> int:
         """How many requests of this action (kmock.action.CREATE, ...) the emulator served for this kind."""
-        return len(self.mock[action, kmock.resource(RESOURCES[kind])])
+        return len(list(self.mock[action, kmock.resource(RESOURCES[kind])]))  # len() of a view over-counts
 
     async def apply(self, name: str, spec: dict[str, Any], namespace: str = NAMESPACE) -> dict[str, Any]:
         body = {"apiVersion": "papertrader.io/v1alpha1", "kind": "PaperTrader",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -87,3 +88,167 @@ async def test_create_renders_contract_children_and_status(cluster: Cluster, wor
     await eventually(lambda: any("created StatefulSet demo-btc-eur" in e["message"]
                                  for e in cluster.events("Reconciled")))
     assert not trader["metadata"].get("finalizers")
+
+
+async def test_symbols_added_and_removed_children_follow(cluster: Cluster, start_operator: OperatorFactory) -> None:
+    await start_operator()
+    await cluster.apply("demo", {"symbols": ["BTC-EUR", "ETH-EUR"], "source": "synthetic"})
+    await eventually(lambda: children_of(cluster, {"demo-btc-eur", "demo-eth-eur"}))
+
+    await cluster.patch("PaperTrader", "demo", {"spec": {"symbols": ["BTC-EUR", "SOL-EUR"]}})
+    for kind in KINDS:
+        await eventually(lambda: cluster.names(kind) == {"demo-btc-eur", "demo-sol-eur"})
+    trader = await eventually(lambda: (t := cluster.get("PaperTrader", "demo"))
+                              and t["status"].get("observedGeneration") == 2 and t)
+    assert [e["symbol"] for e in trader["status"]["symbols"]] == ["BTC-EUR", "SOL-EUR"]
+    await eventually(lambda: any("deleted StatefulSet demo-eth-eur" in e["message"]
+                                 for e in cluster.events("Reconciled")))
+
+
+async def test_deleted_and_hand_edited_children_are_repaired(cluster: Cluster, start_operator: OperatorFactory) -> None:
+    await start_operator()
+    await cluster.apply("demo", {"symbols": ["BTC-EUR"], "source": "synthetic"})
+    await eventually(lambda: children_of(cluster, {"demo-btc-eur"}))
+    original = cluster.get("StatefulSet", "demo-btc-eur")
+
+    await cluster.delete("StatefulSet", "demo-btc-eur")
+    await cluster.delete("ConfigMap", "demo-btc-eur")
+    await eventually(lambda: cluster.get("StatefulSet", "demo-btc-eur") and cluster.get("ConfigMap", "demo-btc-eur"))
+    assert cluster.get("StatefulSet", "demo-btc-eur")["spec"] == original["spec"]
+
+    await cluster.patch("StatefulSet", "demo-btc-eur", {"spec": {"replicas": 3, "template": {"spec": {
+        "containers": [{"name": "worker", "image": "evil:latest"}]}}}})
+    await cluster.patch("Service", "demo-btc-eur", {"metadata": {"labels": {"app.kubernetes.io/instance": None}}})
+    await eventually(lambda: cluster.get("StatefulSet", "demo-btc-eur")["spec"] == original["spec"])
+    await eventually(lambda: cluster.get("Service", "demo-btc-eur")["metadata"]["labels"]
+                     .get("app.kubernetes.io/instance") == "demo")
+
+
+async def test_restart_duplicates_nothing(cluster: Cluster, start_operator: OperatorFactory) -> None:
+    import kmock
+
+    runner = await start_operator()
+    await cluster.apply("demo", {"symbols": ["BTC-EUR", "ETH-EUR"], "source": "synthetic"})
+    await eventually(lambda: children_of(cluster, {"demo-btc-eur", "demo-eth-eur"}))
+    await eventually(lambda: (cluster.get("PaperTrader", "demo").get("status") or {}).get("observedGeneration"))
+    await stop_operator(runner)
+    creates = {kind: cluster.count(kmock.action.CREATE, kind) for kind in KINDS}
+    assert creates == {"StatefulSet": 2, "Service": 2, "ConfigMap": 2}
+    before = {kind: cluster.get(kind, "demo-btc-eur") for kind in KINDS}
+
+    await start_operator()
+    await eventually(lambda: cluster.count(kmock.action.UPDATE, "PaperTrader") > 0 and
+                     any(r for r in cluster.events("Reconciled")) is not None, timeout=5)
+    await asyncio.sleep(2)  # several resync passes
+    assert {kind: cluster.count(kmock.action.CREATE, kind) for kind in KINDS} == creates
+    assert {kind: cluster.get(kind, "demo-btc-eur") for kind in KINDS} == before
+    assert cluster.names("StatefulSet") == {"demo-btc-eur", "demo-eth-eur"}
+
+
+async def test_portfolio_drawdown_halts_entries(cluster: Cluster, workers: FakeWorkers,
+                                                start_operator: OperatorFactory) -> None:
+    workers.report("demo-btc-eur")
+    workers.report("demo-eth-eur")
+    await start_operator()
+    await cluster.apply("demo", {"symbols": ["BTC-EUR", "ETH-EUR"], "source": "synthetic",
+                                 "risk": {"maxDrawdownPct": 0.1}})
+    trader = await eventually(lambda: (t := cluster.get("PaperTrader", "demo"))
+                              and (t.get("status") or {}).get("portfolio") and t)
+    assert condition(trader, "RiskHalted")["status"] == "False"
+    assert trader["status"]["portfolio"]["equity"] == "20000.00"
+    halted_since = condition(trader, "RiskHalted")["lastTransitionTime"]
+
+    workers.report("demo-btc-eur", equity="7000.00", drawdown_pct=30.0)  # portfolio: 3000 / 20000 = 15 %
+    trader = await eventually(lambda: (t := cluster.get("PaperTrader", "demo"))
+                              and condition(t, "RiskHalted")["status"] == "True" and t)
+    halt = condition(trader, "RiskHalted")
+    assert halt["reason"] == "PortfolioDrawdownBreached" and "15.00%" in halt["message"]
+    assert trader["status"]["risk"]["halted"] is True
+    assert trader["status"]["portfolio"]["drawdownPct"] == 15.0
+    await eventually(lambda: {name for name, action, _ in workers.controls if action == "halt"}
+                     == {"demo-btc-eur", "demo-eth-eur"})
+    await eventually(lambda: any("15.00%" in e["message"] for e in cluster.events("RiskHalted")))
+    assert halt["lastTransitionTime"] >= halted_since
+
+    # Latched: recovering equity alone does not lift the halt; a spec change below the limit does.
+    workers.report("demo-btc-eur", equity="10000.00")
+    await asyncio.sleep(1.5)
+    assert condition(cluster.get("PaperTrader", "demo"), "RiskHalted")["status"] == "True"
+    await cluster.patch("PaperTrader", "demo", {"spec": {"risk": {"maxDrawdownPct": 0.2}}})
+    await eventually(lambda: condition(cluster.get("PaperTrader", "demo"), "RiskHalted")["status"] == "False")
+    await eventually(lambda: any(action == "resume" for _, action, _ in workers.controls))
+
+
+async def test_paused_scales_to_zero_keeping_state(cluster: Cluster, start_operator: OperatorFactory) -> None:
+    await start_operator()
+    await cluster.apply("demo", {"symbols": ["BTC-EUR"], "source": "synthetic"})
+    await eventually(lambda: children_of(cluster, {"demo-btc-eur"}))
+    claim_before = cluster.get("StatefulSet", "demo-btc-eur")["spec"]["volumeClaimTemplates"]
+
+    await cluster.patch("PaperTrader", "demo", {"spec": {"paused": True}})
+    await eventually(lambda: cluster.get("StatefulSet", "demo-btc-eur")["spec"]["replicas"] == 0)
+    sts = cluster.get("StatefulSet", "demo-btc-eur")["spec"]
+    assert sts["volumeClaimTemplates"] == claim_before
+    assert sts["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
+    trader = await eventually(lambda: (t := cluster.get("PaperTrader", "demo"))
+                              and condition(t, "Ready")["reason"] == "Paused" and t)
+    assert trader["status"]["workers"] == "0/0"
+
+
+async def test_ready_worker_status_and_restarts(cluster: Cluster, workers: FakeWorkers,
+                                                start_operator: OperatorFactory) -> None:
+    workers.report("demo-btc-eur", level="critical", ready=False)
+    await start_operator()
+    await cluster.apply("demo", {"symbols": ["BTC-EUR"], "source": "synthetic"})
+    await eventually(lambda: children_of(cluster, {"demo-btc-eur"}))
+    await cluster.mock.post("/api/v1/namespaces/default/pods", json={
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-btc-eur-0", "namespace": "default"},
+        "status": {"containerStatuses": [{"name": "worker", "restartCount": 3}]}})
+    await cluster.patch("StatefulSet", "demo-btc-eur", {"status": {"replicas": 1, "readyReplicas": 1}},
+                        subresource="status")
+    trader = await eventually(lambda: (t := cluster.get("PaperTrader", "demo"))
+                              and t["status"]["symbols"][0].get("restarts") == 3 and t)
+    entry = trader["status"]["symbols"][0]
+    assert entry["ready"] is True and entry["healthLevel"] == "critical"
+    assert condition(trader, "Ready")["status"] == "True"
+    degraded = condition(trader, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "WorkersUnhealthy"
+    ready_since = condition(trader, "Ready")["lastTransitionTime"]
+    await asyncio.sleep(1.2)  # more passes with the same outcome keep the transition time
+    assert condition(cluster.get("PaperTrader", "demo"), "Ready")["lastTransitionTime"] == ready_since
+
+
+async def test_invalid_spec_is_rejected_with_event(cluster: Cluster, start_operator: OperatorFactory) -> None:
+    await start_operator()
+    await cluster.apply("bad", {"symbols": ["btc-eur"], "source": "synthetic"})
+    trader = await eventually(lambda: (t := cluster.get("PaperTrader", "bad")) and t.get("status") and t)
+    degraded = condition(trader, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec"
+    assert "spec.symbols[0]" in degraded["message"]
+    await eventually(lambda: any("spec.symbols[0]" in e["message"] for e in cluster.events("InvalidSpec")))
+    assert not cluster.names("StatefulSet")
+
+
+async def test_deleting_the_trader_leaves_nothing_behind(cluster: Cluster, start_operator: OperatorFactory) -> None:
+    await start_operator()
+    await cluster.apply("demo", {"symbols": ["BTC-EUR", "ETH-EUR"], "source": "synthetic"})
+    await eventually(lambda: children_of(cluster, {"demo-btc-eur", "demo-eth-eur"}))
+    await eventually(lambda: (cluster.get("PaperTrader", "demo").get("status") or {}).get("observedGeneration"))
+    assert not cluster.get("PaperTrader", "demo")["metadata"].get("finalizers")
+
+    await cluster.delete("PaperTrader", "demo")
+    assert cluster.get("PaperTrader", "demo") is None  # no finalizer holds it
+    for kind in KINDS:
+        await eventually(lambda: not cluster.names(kind))
+
+
+async def test_many_traders_converge(cluster: Cluster, start_operator: OperatorFactory) -> None:
+    await start_operator()
+    symbols = ["BTC-EUR", "ETH-EUR", "SOL-EUR"]
+    for index in range(5):
+        await cluster.apply(f"t{index}", {"symbols": symbols, "source": "synthetic"})
+    expected = {f"t{i}-{sym.lower()}" for i in range(5) for sym in symbols}
+    await eventually(lambda: children_of(cluster, expected), timeout=20)
+    await eventually(lambda: all((cluster.get("PaperTrader", f"t{i}").get("status") or {}).get("symbols")
+                                 for i in range(5)))
+    assert all(cluster.names(kind) == expected for kind in KINDS)
