@@ -39,6 +39,11 @@ from papertrader.ml.metrics import auc, classification_report, log_loss
 from papertrader.ml.model import build_model
 from papertrader.ml.scaling import apply_scaler, fit_scaler
 
+#: The default inputs: the scale-free subset of the engine's DEFAULT_FEATURES (ema_12 and the MACD family are in
+#: price units, so a model trained on one price level would be mis-fed at another).
+ML_DEFAULT_FEATURES: tuple[str, ...] = tuple(
+    name for name in DEFAULT_FEATURES if name not in ("ema_12", "macd", "macd_signal", "macd_hist"))
+
 MIN_TRAIN = 500
 MIN_VAL = 100
 MIN_TEST = 100
@@ -48,7 +53,7 @@ MIN_TEST = 100
 class TrainConfig:
     symbol: str = "BTC-EUR"
     interval: str = "1m"
-    features: tuple[str, ...] = DEFAULT_FEATURES
+    features: tuple[str, ...] = ML_DEFAULT_FEATURES
     horizon: int = 15
     label_threshold: float = 0.0
     arch: str = "tconv"

@@ -18,8 +18,8 @@ EXIT_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from papertrader.features.engine import DEFAULT_FEATURES
     from papertrader.ml.model import ARCHITECTURES
+    from papertrader.ml.train import ML_DEFAULT_FEATURES
 
     p = argparse.ArgumentParser(prog="papertrader train", description="Train an ml-strategy model walk-forward.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--interval", default="1m", help="candle interval of the files")
-    p.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="comma-separated feature names")
+    p.add_argument("--features", default=",".join(ML_DEFAULT_FEATURES), help="comma-separated feature names")
     p.add_argument("--horizon", type=int, default=15, help="label horizon h in candles")
     p.add_argument("--label-threshold", type=float, default=0.0,
                    help="label = 1 if close[t+h]/close[t]-1 > this")
