@@ -28,7 +28,7 @@ def _tick(first_open: float) -> Decimal:
 
 def _round(price: Decimal, tick: Decimal, up: bool) -> Decimal:
     steps = (price / tick).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
-    return (steps * tick).normalize()
+    return (steps * tick).quantize(Decimal(1).scaleb(min(tick.as_tuple().exponent, 0)))
 
 
 def reference_trades(csv_path: Path, fast: int, slow: int, stop_loss: float = 0.0,

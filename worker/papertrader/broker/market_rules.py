@@ -25,7 +25,12 @@ class MarketRules:
     def price_against(self, price: Decimal, side: str) -> Decimal:
         """Round a price to the tick in the direction that hurts the trader: up for buys, down for sells."""
         steps = (price / self.tick_size).to_integral_value(rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
-        return (steps * self.tick_size).normalize() if steps > 0 else self.tick_size
+        return (max(steps, Decimal(1)) * self.tick_size).quantize(self._price_quantum)
+
+    @property
+    def _price_quantum(self) -> Decimal:
+        """Prices are written with the tick's decimal places (tick 0.01 -> 100.00, tick 10 -> 58770)."""
+        return Decimal(1).scaleb(min(self.tick_size.as_tuple().exponent, 0))  # type: ignore[arg-type]
 
     def floor_quantity(self, quantity: Decimal) -> Decimal:
         return quantity.quantize(self.quantity_step, rounding=ROUND_FLOOR)

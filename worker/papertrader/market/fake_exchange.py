@@ -399,6 +399,11 @@ class FakeBitvavo:
             await asyncio.sleep(0)
         self.finished.set()
 
+    def start_storm(self, virtual_ms: int) -> int:
+        """Answer every REST call with HTTP 429 / errorCode 110 for ``virtual_ms``; returns the resetat (ms)."""
+        self._storm_until = self.now_ms() + int(virtual_ms)
+        return self._storm_until
+
     def stats(self) -> dict[str, Any]:
         statuses: dict[int, int] = {}
         for _, _, status in self.requests:

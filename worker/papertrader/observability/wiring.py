@@ -92,6 +92,8 @@ class Observability:
         if self.notifier is not None and self.notifier.enabled:
             listeners.append(NotifyListener(self.notifier, self.symbol))
         runner.listeners.extend(listeners)
+        if runner.engine.listeners is not runner.listeners:  # Engine copies an empty list (``listeners or []``)
+            runner.engine.listeners = runner.listeners
         for breaker in runner.breakers.breakers.values():
             breaker.listeners.append(self._on_breaker)
         self.health.listeners.append(self._on_health)

@@ -191,6 +191,7 @@ class BitvavoSource(CandleSource):
             "seconds_since_message": round(time.monotonic() - self._last_message, 3),
             "exchange_time_ms": now, "market": self._market.as_dict() if self._market else None,
             "reconnect_seconds_last": self.reconnect_seconds[-1] if self.reconnect_seconds else None,
+            "reconnect_seconds": list(self.reconnect_seconds[-20:]),
             "backfill": dict(self.backfill),
         }
         out.update(self.counts)
