@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import jsonschema
 
 from papertrader_operator.children import child_name
-from papertrader_operator.crd import SPEC_SCHEMA, default_spec
+from papertrader_operator.crd import SPEC_SCHEMA, apply_defaults
 
 try:  # the CEL evaluator is optional at run time: the API server enforces the same rules
     import celpy
@@ -45,13 +46,14 @@ def _jsonschema_view(schema: Any) -> Any:
 
 
 @functools.cache
-def _validator() -> jsonschema.Draft4Validator:
-    return jsonschema.Draft4Validator(_jsonschema_view(SPEC_SCHEMA))
+def _validator(schema_json: str) -> jsonschema.Draft4Validator:
+    return jsonschema.Draft4Validator(_jsonschema_view(json.loads(schema_json)))
 
 
-def schema_errors(spec: Any) -> list[str]:
+def schema_errors(spec: Any, schema: dict[str, Any] = SPEC_SCHEMA) -> list[str]:
     """OpenAPI schema violations of an already defaulted spec."""
-    errors = sorted(_validator().iter_errors(spec), key=lambda err: list(map(str, err.absolute_path)))
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    errors = sorted(validator.iter_errors(spec), key=lambda err: list(map(str, err.absolute_path)))
     return [f"{_field_path('spec', err.absolute_path)}: {err.message}" for err in errors]
 
 
@@ -74,12 +76,12 @@ def _walk_rules(schema: dict[str, Any], value: Any, old: Any, path: str) -> Iter
             yield from _walk_rules(schema["items"], item, None, f"{path}[{index}]")
 
 
-def cel_errors(spec: Any, old_spec: Any = None) -> list[str]:
+def cel_errors(spec: Any, old_spec: Any = None, schema: dict[str, Any] = SPEC_SCHEMA) -> list[str]:
     """Failed `x-kubernetes-validations` rules; transition rules (`oldSelf`) only run when an old spec is given."""
     if celpy is None:  # pragma: no cover - depends on the installation
         return []
     errors = []
-    for path, rule, value, old in _walk_rules(SPEC_SCHEMA, spec, old_spec, "spec"):
+    for path, rule, value, old in _walk_rules(schema, spec, old_spec, "spec"):
         uses_old = "oldSelf" in rule["rule"]
         if uses_old and old is None:
             continue
@@ -95,15 +97,17 @@ def cel_errors(spec: Any, old_spec: Any = None) -> list[str]:
     return errors
 
 
-def validate_spec(spec: Any, old_spec: Any = None) -> tuple[dict[str, Any], list[str]]:
-    """Default the spec and validate it; returns the defaulted spec and every error found."""
+def validate_spec(spec: Any, old_spec: Any = None,
+                  schema: dict[str, Any] = SPEC_SCHEMA) -> tuple[dict[str, Any], list[str]]:
+    """Default the spec and validate it against `schema` (the CRD's spec schema); returns the defaulted spec
+    and every error found."""
     if not isinstance(spec, dict):
         return {}, ["spec: Required value"]
-    defaulted = default_spec(copy.deepcopy(spec))
-    errors = schema_errors(defaulted)
+    defaulted = apply_defaults(schema, copy.deepcopy(spec))
+    errors = schema_errors(defaulted, schema)
     if not errors:  # CEL runs on schema-valid objects only, as in the API server
-        old = default_spec(old_spec) if isinstance(old_spec, dict) else None
-        errors = cel_errors(defaulted, old)
+        old = apply_defaults(schema, old_spec) if isinstance(old_spec, dict) else None
+        errors = cel_errors(defaulted, old, schema)
     return defaulted, errors
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.operator.conftest import Cluster, FakeWorkers, OperatorFactory, eventually, stop_operator
@@ -88,6 +89,17 @@ async def test_create_renders_contract_children_and_status(cluster: Cluster, wor
     await eventually(lambda: any("created StatefulSet demo-btc-eur" in e["message"]
                                  for e in cluster.events("Reconciled")))
     assert not trader["metadata"].get("finalizers")
+
+    from papertrader_operator.handlers import _State  # the running operator's own HTTP endpoint
+
+    port = _State.runtime.http.port
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+            assert response.status == 200 and (await response.json())["status"] == "ok"
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+    assert 'papertrader_operator_reconcile_total{result="ok"}' in text
+    assert 'papertrader_operator_child_changes_total{action="create",kind="StatefulSet"}' in text
 
 
 async def test_symbols_added_and_removed_children_follow(cluster: Cluster, start_operator: OperatorFactory) -> None:
