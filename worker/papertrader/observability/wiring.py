@@ -8,6 +8,7 @@ it, tracing. The hub is a single runner service; it starts its parts in that ord
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -172,8 +173,8 @@ class Observability:
         logging.getLogger("papertrader").removeHandler(self.error_handler)
         if self.engine_tracer is not None:
             self.engine_tracer.uninstall()
-        if self.tracing is not None:
-            self.tracing.shutdown()
+        if self.tracing is not None:  # flushes the batch; off the loop (the exporter is synchronous)
+            await asyncio.to_thread(self.tracing.shutdown)
 
     # --- hooks ---------------------------------------------------------------------------------------------
     def _on_logged_error(self, kind: str, message: str, levelno: int = logging.ERROR) -> None:
