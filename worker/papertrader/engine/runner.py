@@ -215,6 +215,7 @@ class WorkerRunner:
                     done = time.perf_counter()  # live: "candle in, decision persisted" includes the commit
             if listeners:
                 self._report_ticks(batch, starts, done, source.live or paced)
+            self.store.checkpoint_if_due()
             if now - self.last_progress >= settings.progress_interval_seconds:
                 self._progress(now)
             if paced:

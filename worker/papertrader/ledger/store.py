@@ -52,11 +52,14 @@ class LedgerStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._commits_since_checkpoint = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # WAL checkpoints run between candles (checkpoint_if_due), never inside a commit on the decision path
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
             self.db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open state database ({exc})") from None
@@ -132,6 +135,13 @@ class LedgerStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._commits_since_checkpoint += 1
+
+    def checkpoint_if_due(self, every_commits: int = 200) -> None:
+        """Copy the WAL back into the database file every ``every_commits`` commits (off the decision path)."""
+        if self._commits_since_checkpoint >= every_commits:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._commits_since_checkpoint = 0
 
     # --- derivations ------------------------------------------------------------------------------------------
     def derive_portfolio(self, initial_capital: Decimal) -> tuple[Decimal, set[int]]:
@@ -161,4 +171,5 @@ class LedgerStore:
         ).fetchall()
 
     def close(self) -> None:
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
