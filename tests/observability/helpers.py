@@ -23,7 +23,7 @@ def settings_for(state_dir: Path, **values: Any) -> Any:
     config = state_dir.parent / f"{state_dir.name}.yaml"
     base = {"HTTP_HOST": "127.0.0.1", "HEALTH_PROBE_INTERVAL": 0.1, "PERFORMANCE_REPORT_INTERVAL": 3600}
     base.update(values)
-    config.write_text("".join(f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}\n"
+    config.write_text("".join(f"{k}: {json.dumps(v) if isinstance(v, (dict, list, str)) else v}\n"
                               for k, v in base.items()), encoding="utf-8")
     return load_settings(flags, config_file=config)
 

@@ -181,6 +181,7 @@ class Notifier:
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines contain the URL with the token
         logging.getLogger("httpcore").setLevel(logging.WARNING)
+        logging.getLogger("telegram").setLevel(logging.INFO)  # its DEBUG lines contain the API URL with the token
         base = self.settings.telegram_api_url.rstrip("/") + "/bot"
         self.bot = Bot(self._token, base_url=base,
                        request=HTTPXRequest(connection_pool_size=4, connect_timeout=5, read_timeout=10,
