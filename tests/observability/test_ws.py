@@ -1,0 +1,93 @@
+"""WebSocket feed: snapshot first, event types, bad input ignored, a non-reading client is closed with 1013
+while 50 others and the engine keep going."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import websockets
+from websockets.asyncio.client import connect
+
+from papertrader.feed.ws import SLOW_CLIENT_CLOSE_CODE
+
+from .helpers import ScriptedSource, Worker, settings_for, wait_for
+
+
+async def test_snapshot_first_then_events_and_bad_input_ignored(tmp_path):
+    source = ScriptedSource(live=True, now_aligned=600)
+    worker = await Worker(settings_for(tmp_path / "w"), source).start()
+    try:
+        async with connect(worker.ws) as ws:
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert first["type"] == "snapshot" and first["symbol"] == "BTC-EUR"
+            assert {"health", "portfolio", "candle", "recent_trades"} <= set(first["data"])
+            await ws.send("not json {")
+            await ws.send(b"\x00\x01binary")
+            await ws.send(json.dumps({"type": "launch_missiles"}))
+            await ws.send(json.dumps([1, 2, 3]))
+            await ws.send(json.dumps({"type": "ping"}))
+            seen: set[str] = set()
+            for _ in range(600):  # one candle per batch, like live
+                source.release(1)
+            deadline = time.monotonic() + 15
+            while not {"pong", "candle", "trade", "portfolio"} <= seen and time.monotonic() < deadline:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert set(message) >= {"type", "symbol", "time", "data"}
+                seen.add(message["type"])
+            assert {"pong", "candle", "trade", "portfolio"} <= seen, seen
+            worker.obs.feed.publish_health(worker.obs.health.report())
+            while "health" not in seen:
+                seen.add(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"])
+        assert worker.obs.feed.ignored_inputs >= 4
+    finally:
+        await worker.stop()
+
+
+async def test_slow_client_is_closed_and_never_slows_the_engine(tmp_path):
+    settings = settings_for(tmp_path / "w", WS_CLIENT_QUEUE_SIZE=32, WS_FLUSH_INTERVAL=0.001)
+    source = ScriptedSource(live=True)
+    worker = await Worker(settings, source).start()
+    feed = worker.obs.feed
+    try:
+        # a client that connects and then never reads: tiny receive buffer so TCP backs up quickly
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", feed.bound_port))
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        readers = []
+        received = [0] * 50
+
+        async def reader(index: int) -> None:
+            async with connect(worker.ws, max_size=2**22) as ws:
+                try:
+                    async for _ in ws:
+                        received[index] += 1
+                except websockets.ConnectionClosed:
+                    pass
+
+        readers = [asyncio.create_task(reader(i)) for i in range(50)]
+        await wait_for(lambda: feed.client_count() == 51, timeout=10)
+        started = time.monotonic()
+        for batch in range(300):
+            source.release(10)
+            await wait_for(lambda: worker.runner.engine.items >= (batch + 1) * 10, interval=0.001)
+            # a big health message per round makes the non-reader's buffers overflow quickly
+            feed.publish_health(dict(worker.obs.health.report(), padding="x" * 20_000))
+        elapsed = time.monotonic() - started
+        await wait_for(lambda: feed.slow_disconnects >= 1, timeout=10)
+        assert feed.slow_disconnects == 1  # only the non-reader
+        assert feed.client_count() == 50
+        assert worker.runner.engine.items == 3000
+        assert elapsed < 30
+        await wait_for(lambda: min(received) > 100, timeout=10)
+        log_text = (tmp_path / "w" / "logs" / "enhanced_paper_trader.log").read_text()
+        assert "too slow" in log_text and f"code {SLOW_CLIENT_CLOSE_CODE}" in log_text
+        for task in readers:
+            task.cancel()
+        slow.close()
+    finally:
+        await worker.stop()
