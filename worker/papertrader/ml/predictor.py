@@ -33,6 +33,8 @@ class Predictor:
         self.mean = np.asarray(meta["scaler"]["mean"], dtype=np.float64)
         self.inv_std = 1.0 / np.asarray(meta["scaler"]["std"], dtype=np.float64)
         self.clip = float(meta["scaler"].get("clip", 8.0))
+        self._mean_list = self.mean.tolist()
+        self._inv_list = self.inv_std.tolist()
         try:
             self.created_at = datetime.fromisoformat(str(meta["created_at"])).timestamp()
         except ValueError:
@@ -54,10 +56,16 @@ class Predictor:
             self._w2 = state["head.weight"].reshape(-1).contiguous()
             self._b2 = float(state["head.bias"].reshape(-1)[0])
 
-    def scale(self, vector: list[float]) -> np.ndarray:
-        """One raw feature vector (float64, feature order) -> the scaled float32 row the model sees."""
-        scaled = (np.asarray(vector, dtype=np.float64) - self.mean) * self.inv_std
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+    def scale(self, vector: list[float]) -> list[float]:
+        """One raw feature vector (feature order) -> the scaled row (float64; stored as float32 in the window).
+        Same arithmetic as :func:`papertrader.ml.scaling.apply_scaler`: (x - mean) * (1 / std), clipped."""
+        hi = self.clip
+        lo = -hi
+        out = []
+        for v, m, k in zip(vector, self._mean_list, self._inv_list):
+            z = (v - m) * k
+            out.append(lo if z < lo else hi if z > hi else z)  # NaN passes through, as in np.clip
+        return out
 
     def predict(self, window: np.ndarray) -> float:
         """P(up) for one ``(seq_len, F)`` float32 window, oldest row first."""
