@@ -17,11 +17,8 @@ START_MS = 1_704_067_200_000
 
 
 def synthetic_candles(count: int, seed: int = 7) -> list[Candle]:
+    """Seeded candles without an event loop (usable inside async tests)."""
     source = SyntheticSource(seed, 60_000, START_MS)
-    return asyncio.run(source.next_batch(count)) if False else _sync_batch(source, count)
-
-
-def _sync_batch(source: SyntheticSource, count: int) -> list[Candle]:
     return [source._next_candle() for _ in range(count)]  # noqa: SLF001 - test helper
 
 
@@ -40,6 +37,7 @@ def live_flags(fake: Any, state_dir: Path, **extra: Any) -> dict[str, Any]:
         "api_timeout_seconds": 2.0, "ws_stale_seconds": 1.0, "reconnect_initial_backoff_seconds": 0.05,
         "reconnect_max_backoff_seconds": 0.5, "clock_sync_interval_seconds": 0.5,
         "candle_close_grace_seconds": 0.0, "progress_interval_seconds": 60.0,
+        "http_host": "127.0.0.1", "http_port": 0, "ws_port": 0,
     }
     flags.update(extra)
     return flags
@@ -53,7 +51,15 @@ async def run_worker(settings: Settings, timeout: float = 60.0) -> dict[str, Any
 
 
 def settings(**flags: Any) -> Settings:
+    flags.setdefault("http_host", "127.0.0.1")
+    flags.setdefault("http_port", 0)
+    flags.setdefault("ws_port", 0)
     return load_settings(flags)
+
+
+def worker_log(state_dir: Path) -> str:
+    """The worker's main log (the ``papertrader`` logger does not propagate to pytest's caplog)."""
+    return (state_dir / "logs" / "enhanced_paper_trader.log").read_text(encoding="utf-8")
 
 
 def read_rows(path: Path) -> list[list[str]]:

@@ -42,14 +42,18 @@ class ExchangeClock:
     def record_sync(self, server_ms: int, sent_at: float, received_at: float) -> None:
         """Take a ``/time`` answer; ``sent_at``/``received_at`` are local monotonic seconds around the request."""
         midpoint = (sent_at + received_at) / 2.0
+        round_trip_ms = (received_at - sent_at) * 1000.0
         if self._server_ms is not None:
             elapsed_local_ms = (midpoint - self._local_at_sync) * 1000.0
             if elapsed_local_ms >= 20.0:  # too short a baseline only measures jitter
                 rate = (server_ms - self._server_ms) / elapsed_local_ms
-                self.rate = 1.0 if abs(rate - 1.0) < 0.01 else max(rate, 0.0)
+                # each midpoint is uncertain by half its round trip (+1 ms of timer resolution): a rate within
+                # that error of 1.0 is a real-time exchange
+                error = (self.round_trip_ms + round_trip_ms + 2.0) / 2.0 / elapsed_local_ms
+                self.rate = 1.0 if abs(rate - 1.0) <= 0.01 + error else max(rate, 0.0)
         self._server_ms = float(server_ms)
         self._local_at_sync = midpoint
-        self.round_trip_ms = (received_at - sent_at) * 1000.0
+        self.round_trip_ms = round_trip_ms
         self.offset_ms = server_ms - (self._wall() - (self._monotonic() - midpoint)) * 1000.0
         self.syncs += 1
 

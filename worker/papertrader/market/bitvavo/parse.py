@@ -30,6 +30,10 @@ class ApiError(NamedTuple):
 
     @property
     def rate_limited(self) -> bool:
+        """errorCode 103/105, or 110 in its current meaning (rate limit; its older meaning was "invalid
+        endpoint", recognised by the message)."""
+        if self.code == 110:
+            return "endpoint" not in self.message.lower()
         return self.code in RATE_LIMIT_CODES
 
     def ban_expiry_ms(self) -> int | None:

@@ -6,9 +6,9 @@ callers cannot overspend between responses) and, when fewer than ``margin`` poin
 ``resetat`` instead of spending the reserve. After HTTP 429 / errorCode 110 (or 105 with its ban expiry) all
 requests stop until ``resetat`` (or the expiry; without either, ``default_wait_s``), never a tight retry loop.
 
-``resetat`` is exchange time. It is converted to a local delay with the exchange clock; if it is implausible on
-that clock (more than 16 minutes away) but plausible on the local wall clock, the wall clock is used, and when it
-is plausible on neither, the default wait applies. Waits are capped at 16 minutes (the longest documented ban).
+``resetat`` is exchange time. It is converted to a local delay with the exchange clock (offset and rate); if that delay is
+implausible (more than 16 minutes) but ``resetat`` is plausible on the local wall clock, the wall clock is used, and
+when it is plausible on neither, the default wait applies. Waits are capped at 16 minutes (the longest documented ban).
 """
 
 from __future__ import annotations
@@ -87,9 +87,10 @@ class RateLimiter:
         """Local seconds until ``reset_at_ms`` (exchange epoch ms), or None if it is not plausible."""
         if reset_at_ms is None:
             return None
-        exchange_now = self.clock.now_ms()
-        if abs(reset_at_ms - exchange_now) <= _PLAUSIBLE_MS:
-            return min(self.clock.local_delay(reset_at_ms) + 0.005, MAX_WAIT_S)
+        rate = self.clock.rate if self.clock.rate > 0 else 1.0
+        local_s = (reset_at_ms - self.clock.now_ms()) / 1000.0 / rate
+        if abs(local_s) <= MAX_WAIT_S:
+            return max(local_s, 0.0) + 0.005
         wall_now = time.time() * 1000.0
         if abs(reset_at_ms - wall_now) <= _PLAUSIBLE_MS:
             return min(max(reset_at_ms - wall_now, 0.0) / 1000.0 + 0.005, MAX_WAIT_S)

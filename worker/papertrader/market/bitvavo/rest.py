@@ -84,7 +84,7 @@ class BitvavoRest:
         except ValueError:
             body = None
         error = api_error(body)
-        if status == 429 or (error is not None and error.rate_limited):
+        if status == 429 or (error is not None and error.rate_limited and status not in (404, 405)):
             wait = self.limiter.on_rate_limited(headers, error.ban_expiry_ms() if error else None)
             self.errors += 1
             raise RateLimitedError(f"GET /{path.lstrip('/')}: rate limited (HTTP {status}"

@@ -113,9 +113,11 @@ class BitvavoSource(CandleSource):
         self._tail_ts = self._emitted_ts
         self._wake = asyncio.Event()
         self._fill_lock = asyncio.Lock()
+        await self._retry("clock sync (/time)", self.rest.sync_time)
+        await asyncio.sleep(0.05)  # a second sync measures the clock's rate (1.0, or a fast test exchange)
         now = await self._retry("clock sync (/time)", self.rest.sync_time)
-        log.info("%s exchange clock synchronised: offset %.0f ms, round trip %.1f ms", self.symbol,
-                 self.clock.offset_ms, self.clock.round_trip_ms)
+        log.info("%s exchange clock synchronised: offset %.0f ms, rate %.4g, round trip %.1f ms", self.symbol,
+                 self.clock.offset_ms, self.clock.rate, self.clock.round_trip_ms)
         await self._load_market()
         end = now - now % self.interval_ms  # bars before this boundary have ended
         started = time.monotonic()
@@ -268,9 +270,14 @@ class BitvavoSource(CandleSource):
             try:
                 market = await self.rest.market(self.symbol)
             except RateLimitedError as exc:
+                self.counts["rest_failures"] += 1
+                self.breaker.record_failure(str(exc))
                 log.warning("%s /markets: %s", self.symbol, exc)
                 continue
             except RestError as exc:
+                if exc.status != 404:
+                    self.counts["rest_failures"] += 1
+                    self.breaker.record_failure(str(exc))
                 if exc.status == 404 or attempt == 3:
                     source = "the stored cursor" if self._market else "offline defaults"
                     log.warning("%s market metadata unavailable (%s); using %s", self.symbol, exc, source)
@@ -386,6 +393,9 @@ class BitvavoSource(CandleSource):
         tail = self._tail_ts
         if tail is not None and candle.ts <= tail:
             self.counts["late_updates"] += 1
+            if not self._need_fill:
+                self._log_limited("late", logging.WARNING, "%s update of already closed bar ts=%d skipped "
+                                  "(duplicate or late, %d so far)", self.symbol, candle.ts, self.counts["late_updates"])
             return
         if self._need_fill:
             self._need_fill = False
