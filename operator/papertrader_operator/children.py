@@ -14,6 +14,7 @@ import yaml
 from papertrader_operator import settings as s
 from papertrader_operator.crd import default_spec
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # the C emitter when libyaml is there: same output
 CHILD_KINDS = ("ConfigMap", "Service", "StatefulSet")  # creation order: config and service before the workload
 
 
@@ -100,7 +101,7 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 def render_configmap(trader: dict[str, Any], spec: dict[str, Any], symbol: str) -> dict[str, Any]:
     """The ConfigMap holding the worker's `config.yaml`."""
-    text = yaml.safe_dump(worker_config(spec, symbol), sort_keys=True)
+    text = yaml.dump(worker_config(spec, symbol), Dumper=_DUMPER, sort_keys=True)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(trader, symbol),
             "data": {s.CONFIG_FILE: text}}
 

@@ -62,6 +62,35 @@ def owner_of(child: Mapping[str, Any]) -> TraderKey | None:
     return meta.get("namespace") or "", labels[s.LABEL_INSTANCE]
 
 
+class ChildCache:
+    """Live children by key, indexed by owning PaperTrader (filled by watches and by API responses)."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[ChildKey, dict[str, Any]] = {}
+        self._owned: dict[TraderKey, set[ChildKey]] = {}
+
+    def get(self, key: ChildKey) -> dict[str, Any] | None:
+        return self._bodies.get(key)
+
+    def put(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = child_key(body)
+        self.pop(key)
+        self._bodies[key] = body
+        owner = owner_of(body)
+        if owner is not None:
+            self._owned.setdefault(owner, set()).add(key)
+        return body
+
+    def pop(self, key: ChildKey) -> None:
+        body = self._bodies.pop(key, None)
+        owner = owner_of(body) if body is not None else None
+        if owner is not None:
+            self._owned.get(owner, set()).discard(key)
+
+    def owned_by(self, owner: TraderKey) -> list[ChildKey]:
+        return sorted(self._owned.get(owner, ()))
+
+
 class Runtime:
     """The operator's state: API and worker clients, caches of traders and children, the resync loop."""
 
@@ -71,7 +100,7 @@ class Runtime:
         self.health = HealthClient(config.health_timeout)
         self.http = metrics.OperatorHttp(config.http_host, config.http_port, stale_after=max(60.0, 4 * config.resync_interval))
         self.traders: dict[TraderKey, dict[str, Any]] = {}
-        self.children: dict[ChildKey, dict[str, Any]] = {}
+        self.children = ChildCache()
         self.desired: dict[TraderKey, dict[ChildKey, dict[str, Any]]] = {}
         self.statuses: dict[TraderKey, dict[str, Any]] = {}
         self.invalid: dict[TraderKey, str] = {}
@@ -107,8 +136,8 @@ class Runtime:
             for kind in CHILD_KINDS:
                 for namespace in namespaces:
                     for body in await self.kube.list(kind, namespace, selector):
-                        if owner_of(body) is not None:
-                            self.children.setdefault(child_key(body), body)
+                        if owner_of(body) is not None and self.children.get(child_key(body)) is None:
+                            self.children.put(body)
         except ApiError as exc:
             logger.warning("could not list existing children (%s); relying on the watches", exc)
 
@@ -139,9 +168,9 @@ class Runtime:
         """Keep the child cache; ask for a reconcile when a child vanished, drifted or is no longer wanted."""
         key = child_key(body)
         if event_type == "DELETED":
-            self.children.pop(key, None)
+            self.children.pop(key)
         else:
-            self.children[key] = body
+            self.children.put(body)
         owner = owner_of(body)
         if owner is None or owner not in self.desired:
             return  # unknown owner, or not reconciled yet: its first reconcile looks at everything
@@ -274,7 +303,7 @@ class Runtime:
         actual = self.children.get(key)
         if actual is None:
             try:
-                self.children[key] = await self.kube.create(body)
+                self.children.put(await self.kube.create(body))
                 metrics.CHILD_CHANGES.labels(kind=kind, action="create").inc()
                 return f"created {kind} {name}"
             except ApiError as exc:
@@ -283,40 +312,36 @@ class Runtime:
                 actual = await self.kube.get(kind, namespace, name)
                 if actual is None:
                     raise
-                self.children[key] = actual
+                self.children.put(actual)
         fields = drifted_fields(body, actual)
         if not fields:
             return None
         if needs_recreate(kind, fields):
             await self.kube.delete(kind, namespace, name, propagation="Orphan")
-            self.children[key] = await self.kube.create(body)
+            self.children.put(await self.kube.create(body))
             metrics.CHILD_CHANGES.labels(kind=kind, action="recreate").inc()
             return f"recreated {kind} {name} (immutable {', '.join(fields)} changed; pods and volumes kept)"
-        self.children[key] = await self.kube.merge_patch(kind, namespace, name, repair_patch(body, fields))
+        self.children.put(await self.kube.merge_patch(kind, namespace, name, repair_patch(body, fields)))
         metrics.CHILD_CHANGES.labels(kind=kind, action="patch").inc()
         return f"patched {kind} {name} ({', '.join(fields)})"
 
-    def _children_of(self, key: TraderKey) -> list[ChildKey]:
-        return [ckey for ckey, body in list(self.children.items())
-                if ckey[0] in CHILD_KINDS and owner_of(body) == key]
-
     async def _delete_unwanted(self, key: TraderKey, desired: dict[ChildKey, dict[str, Any]]) -> list[str]:
-        unwanted = [ckey for ckey in self._children_of(key) if ckey not in desired]
+        unwanted = [ckey for ckey in self.children.owned_by(key) if ckey not in desired]
         for kind, namespace, name in unwanted:
             await self.kube.delete(kind, namespace, name)
-            self.children.pop((kind, namespace, name), None)
+            self.children.pop((kind, namespace, name))
             metrics.CHILD_CHANGES.labels(kind=kind, action="delete").inc()
         return [f"deleted {kind} {name} (symbol removed)" for kind, _, name in unwanted]
 
     async def _delete_children_of(self, key: TraderKey, uid: str | None) -> None:
-        for ckey in self._children_of(key):
+        for ckey in self.children.owned_by(key):
             refs = (self.children.get(ckey) or {}).get("metadata", {}).get("ownerReferences") or []
             if uid is None or any(ref.get("uid") == uid for ref in refs):
                 try:
                     await self.kube.delete(*ckey)
                 except ApiError as exc:
                     logger.warning("could not delete %s/%s/%s: %s", *ckey, exc)
-                self.children.pop(ckey, None)
+                self.children.pop(ckey)
 
     # --- observation, risk, status -----------------------------------------------------------------------------
 

@@ -103,12 +103,20 @@ def validate_spec(spec: Any, old_spec: Any = None,
     and every error found."""
     if not isinstance(spec, dict):
         return {}, ["spec: Required value"]
-    defaulted = apply_defaults(schema, copy.deepcopy(spec))
+    defaulted, errors = _validate_json(json.dumps(spec, sort_keys=True), json.dumps(old_spec, sort_keys=True),
+                                       json.dumps(schema, sort_keys=True))
+    return copy.deepcopy(defaulted), list(errors)
+
+
+@functools.lru_cache(maxsize=512)  # every resync pass re-validates unchanged specs
+def _validate_json(spec_json: str, old_json: str, schema_json: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    schema, old_spec = json.loads(schema_json), json.loads(old_json)
+    defaulted = apply_defaults(schema, json.loads(spec_json))
     errors = schema_errors(defaulted, schema)
     if not errors:  # CEL runs on schema-valid objects only, as in the API server
         old = apply_defaults(schema, old_spec) if isinstance(old_spec, dict) else None
         errors = cel_errors(defaulted, old, schema)
-    return defaulted, errors
+    return defaulted, tuple(errors)
 
 
 CHILD_NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

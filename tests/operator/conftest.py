@@ -34,9 +34,28 @@ RESOURCES = {
 
 
 class Emulator(kmock.KubernetesEmulator):
-    """kmock plus what kopf needs from a real API server: uid, resourceVersion, generation, names."""
+    """kmock plus what kopf needs from a real API server: uid, resourceVersion, generation, names.
+
+    kmock matches every request against its whole request log (quadratic in the number of requests); with
+    `history_limit` set, the log keeps only the requests still being served plus the latest `history_limit`
+    ones (for the benchmark, where nothing asserts on older requests).
+    """
+
+    history_limit: int | None = None
 
     async def _handle(self, request: kmock.Request) -> web.StreamResponse:
+        if self.history_limit is None:
+            return await self._emulate(request)
+        inflight: set[kmock.Request] = self.__dict__.setdefault("_inflight", set())
+        inflight.add(request)
+        cut = len(self._requests) - self.history_limit
+        self._requests[:] = [r for r in self._requests[:cut] if r in inflight] + self._requests[cut:]
+        try:
+            return await self._emulate(request)
+        finally:
+            inflight.discard(request)
+
+    async def _emulate(self, request: kmock.Request) -> web.StreamResponse:
         data = request.data
         if request.resource is not None and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
