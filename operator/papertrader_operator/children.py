@@ -140,7 +140,8 @@ def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str
         volumes.append({"name": "model", "persistentVolumeClaim": {"claimName": model["claimName"], "readOnly": True}})
         mounts.append({"name": "model", "mountPath": s.MODEL_DIR, "readOnly": True})
     storage = spec["storage"]
-    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage["size"]}}}
+    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                  "resources": {"requests": {"storage": storage["size"]}}}
     if storage.get("storageClassName"):
         claim_spec["storageClassName"] = storage["storageClassName"]
     retention = "Retain" if storage["retainOnDelete"] else "Delete"

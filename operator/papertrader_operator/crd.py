@@ -143,9 +143,11 @@ SPEC_SCHEMA: dict[str, Any] = {
                               "message": "storage.size is immutable (volumeClaimTemplates cannot change)"}]},
                 "storageClassName": {"type": "string", "maxLength": 253,
                                      "x-kubernetes-validations": [
-                                         {"rule": "self == oldSelf", "message": "storage.storageClassName is immutable"}]},
+                                         {"rule": "self == oldSelf",
+                                          "message": "storage.storageClassName is immutable"}]},
                 "retainOnDelete": {"type": "boolean", "default": False,
-                                   "description": "Keep the state volumes when a worker or the PaperTrader is deleted."},
+                                   "description": "Keep the state volumes when a worker or the PaperTrader "
+                                                  "is deleted."},
             },
         },
     },

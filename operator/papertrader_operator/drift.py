@@ -29,7 +29,7 @@ def contains(desired: Any, actual: Any, key: str = "") -> bool:
             name in actual and contains(value, actual[name], name) for name, value in desired.items())
     if isinstance(desired, list):
         return (isinstance(actual, list) and len(desired) == len(actual)
-                and all(contains(d, a) for d, a in zip(desired, actual)))
+                and all(contains(d, a) for d, a in zip(desired, actual, strict=True)))
     if desired == actual:
         return True
     return key in QUANTITY_KEYS and _same_quantity(desired, actual)

@@ -98,7 +98,8 @@ class Runtime:
         self.config = config
         self.kube = kube
         self.health = HealthClient(config.health_timeout)
-        self.http = metrics.OperatorHttp(config.http_host, config.http_port, stale_after=max(60.0, 4 * config.resync_interval))
+        self.http = metrics.OperatorHttp(config.http_host, config.http_port,
+                                         stale_after=max(60.0, 4 * config.resync_interval))
         self.traders: dict[TraderKey, dict[str, Any]] = {}
         self.children = ChildCache()
         self.desired: dict[TraderKey, dict[ChildKey, dict[str, Any]]] = {}
@@ -365,31 +366,35 @@ class Runtime:
                           trader=name, symbol=obs.symbol)
 
     async def _apply_risk(self, trader: dict[str, Any], spec: dict[str, Any], outcome: Outcome) -> None:
-        """Latch a halt when the portfolio drawdown reaches the limit; lift it after a spec change below it."""
+        """Latch a halt while the portfolio drawdown is at the limit; a spec change made below it lifts it."""
         limit = float(spec["risk"]["maxDrawdownPct"])
-        previous = (self._old_status(trader).get("risk") or {})
+        previous = self._old_status(trader).get("risk") or {}
+        was_halted = bool(previous.get("halted"))
         outcome.portfolio = port = risk.portfolio([obs.health for obs in outcome.observations if obs.health])
-        if risk.breached(port, limit):
-            assert port is not None
+        if port is not None and risk.breached(port, limit):
             outcome.halted, outcome.halt_reason = True, risk.halt_reason(port, limit)
-            if not previous.get("halted"):
-                kopf.warn(trader, reason="RiskHalted", message=f"halting new entries on every worker: "
-                                                                f"{outcome.halt_reason}")
-                outcome.halted_at, outcome.halted_generation = now_iso(), outcome.generation
-            else:
-                outcome.halted_at, outcome.halted_generation = previous.get("haltedAt"), previous.get("haltedGeneration")
-        elif previous.get("halted") and outcome.generation <= int(previous.get("haltedGeneration") or 0):
+            outcome.halted_generation = outcome.generation  # spec changes during a breach do not lift it
+        elif was_halted and outcome.generation <= int(previous.get("haltedGeneration") or 0):
             outcome.halted, outcome.halt_reason = True, str(previous.get("reason") or "portfolio drawdown limit")
-            outcome.halted_at, outcome.halted_generation = previous.get("haltedAt"), previous.get("haltedGeneration")
-        elif previous.get("halted"):
-            kopf.info(trader, reason="RiskResumed", message="spec changed and the portfolio drawdown is below "
-                                                            "spec.risk.maxDrawdownPct: resuming entries")
-            await asyncio.gather(*[self.health.control(self._url(trader, obs), "resume", "risk halt lifted")
-                                   for obs in outcome.observations if obs.health])
+            outcome.halted_generation = int(previous.get("haltedGeneration") or 0)
         if outcome.halted:
-            await asyncio.gather(*[self.health.control(self._url(trader, obs), "halt", outcome.halt_reason)
-                                   for obs in outcome.observations
-                                   if obs.health and not obs.health.get("entries_halted")])
+            outcome.halted_at = previous.get("haltedAt") if was_halted else now_iso()
+            if not was_halted:
+                kopf.warn(trader, reason="RiskHalted",
+                          message=f"halting new entries on every worker: {outcome.halt_reason}")
+            await self._control(trader, outcome, "halt", outcome.halt_reason)
+        elif was_halted:
+            kopf.info(trader, reason="RiskResumed",
+                      message="spec changed and the portfolio drawdown is below spec.risk.maxDrawdownPct: "
+                              "resuming entries")
+            await self._control(trader, outcome, "resume", "risk halt lifted")
+
+    async def _control(self, trader: dict[str, Any], outcome: Outcome, action: str, reason: str) -> None:
+        """Send halt/resume to every reachable worker whose reported state differs."""
+        halted = action == "halt"
+        await asyncio.gather(*[self.health.control(self._url(trader, obs), action, reason)
+                               for obs in outcome.observations
+                               if obs.health and bool(obs.health.get("entries_halted")) != halted])
 
     def _old_status(self, trader: dict[str, Any]) -> dict[str, Any]:
         return self.statuses.get(trader_key(trader)) or trader.get("status") or {}

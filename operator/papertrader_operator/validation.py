@@ -63,7 +63,8 @@ def _cel_program(rule: str) -> Any:
     return env.program(env.compile(rule))
 
 
-def _walk_rules(schema: dict[str, Any], value: Any, old: Any, path: str) -> Iterator[tuple[str, dict[str, Any], Any, Any]]:
+def _walk_rules(schema: dict[str, Any], value: Any, old: Any,
+                path: str) -> Iterator[tuple[str, dict[str, Any], Any, Any]]:
     for rule in schema.get("x-kubernetes-validations", []):
         yield path, rule, value, old
     if isinstance(value, dict):

@@ -127,7 +127,7 @@ class Cluster:
         return await self.mock.delete(f"{prefix}/namespaces/{namespace}/{plural}/{name}")
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Poll `check` until it returns a truthy value (returned) or the timeout passes (assertion error)."""
     deadline = time.monotonic() + timeout
     last: Any = None

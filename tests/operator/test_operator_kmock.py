@@ -109,7 +109,7 @@ async def test_symbols_added_and_removed_children_follow(cluster: Cluster, start
 
     await cluster.patch("PaperTrader", "demo", {"spec": {"symbols": ["BTC-EUR", "SOL-EUR"]}})
     for kind in KINDS:
-        await eventually(lambda: cluster.names(kind) == {"demo-btc-eur", "demo-sol-eur"})
+        await eventually(lambda kind=kind: cluster.names(kind) == {"demo-btc-eur", "demo-sol-eur"})
     trader = await eventually(lambda: (t := cluster.get("PaperTrader", "demo"))
                               and t["status"].get("observedGeneration") == 2 and t)
     assert [e["symbol"] for e in trader["status"]["symbols"]] == ["BTC-EUR", "SOL-EUR"]
@@ -251,7 +251,7 @@ async def test_deleting_the_trader_leaves_nothing_behind(cluster: Cluster, start
     await cluster.delete("PaperTrader", "demo")
     assert cluster.get("PaperTrader", "demo") is None  # no finalizer holds it
     for kind in KINDS:
-        await eventually(lambda: not cluster.names(kind))
+        await eventually(lambda kind=kind: not cluster.names(kind))
 
 
 async def test_many_traders_converge(cluster: Cluster, start_operator: OperatorFactory) -> None:

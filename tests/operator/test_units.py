@@ -83,7 +83,8 @@ def test_child_names_must_fit_dns_and_statefulset_limits() -> None:
 
 
 def test_drift_ignores_server_defaults_and_equal_quantities() -> None:
-    desired = {"spec": {"replicas": 1, "template": {"containers": [{"name": "w", "resources": {"limits": {"cpu": "1"}}}]}}}
+    container = {"name": "w", "resources": {"limits": {"cpu": "1"}}}
+    desired = {"spec": {"replicas": 1, "template": {"containers": [container]}}}
     live = {"spec": {"replicas": 1, "revisionHistoryLimit": 10, "template": {"containers": [
         {"name": "w", "imagePullPolicy": "IfNotPresent", "resources": {"limits": {"cpu": "1000m"}}}]}}}
     assert contains(desired, live) and drifted_fields(desired, live) == []
