@@ -62,7 +62,9 @@ SPEC_SCHEMA: dict[str, Any] = {
         "strategy": {
             "type": "object", "default": {},
             "properties": {
-                "name": {"type": "string", "default": "sma-cross", "pattern": r"^[a-z][a-z0-9-]*$", "maxLength": 63},
+                "name": {"type": "string", "default": "sma-cross", "maxLength": 253,
+                         "pattern": r"^([a-z][a-z0-9-]*|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)$",
+                         "description": "A built-in strategy (sma-cross, ml) or module:Class."},
                 "model": {
                     "type": "object", "required": ["path"],
                     "description": "Model for the ml strategy: a path, optionally on a read-only mounted claim.",

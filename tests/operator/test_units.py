@@ -146,3 +146,23 @@ def test_python_dash_m_entry_point() -> None:
     result = subprocess.run([sys.executable, "-m", "papertrader_operator", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--worker-url-template" in result.stdout
+
+
+@pytest.mark.parametrize("example", ["btc-eth.yaml", "live-bitvavo.yaml", "replay-ml.yaml"])
+def test_rendered_config_is_accepted_by_the_worker(example: str, tmp_path: Any) -> None:
+    """The ConfigMap's config.yaml loads through the worker's own settings loader (unknown keys are errors)."""
+    import yaml
+    from pathlib import Path
+
+    config_module = pytest.importorskip("papertrader.config")
+    document = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / example).read_text())
+    document["metadata"].update(namespace="ns", uid="u")
+    configmap = render_children(document)[0]
+    path = tmp_path / "config.yaml"
+    path.write_text(configmap["data"]["config.yaml"])
+    symbol, spec = document["spec"]["symbols"][0], document["spec"]
+    flags = {"symbol": symbol, "replay_file": spec.get("replayFile"),
+             "model": spec.get("strategy", {}).get("model", {}).get("path")}  # as the container's arguments
+    settings = config_module.load_settings(flags={k: v for k, v in flags.items() if v}, config_file=path)
+    assert settings.symbol == symbol and settings.source == document["spec"]["source"]
+    assert float(settings.initial_capital) == document["spec"].get("capital", {}).get("initial", 10000)
