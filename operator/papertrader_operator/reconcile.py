@@ -158,7 +158,7 @@ class Runtime:
         key = trader_key(body)
         if event_type == "DELETED":
             self.traders.pop(key, None)
-            for store in (self.desired, self.statuses, self.invalid, self._due):
+            for store in (self.desired, self.statuses, self.invalid, self._due, self._locks):
                 store.pop(key, None)
             await self._delete_children_of(key, body["metadata"].get("uid"))
         else:

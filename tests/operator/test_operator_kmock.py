@@ -264,3 +264,24 @@ async def test_many_traders_converge(cluster: Cluster, start_operator: OperatorF
     await eventually(lambda: all((cluster.get("PaperTrader", f"t{i}").get("status") or {}).get("symbols")
                                  for i in range(5)))
     assert all(cluster.names(kind) == expected for kind in KINDS)
+
+
+async def test_cli_process_reconciles_and_stops_cleanly(cluster: Cluster) -> None:
+    """`python -m papertrader_operator` (what `papertrader operator` runs) as a real process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "papertrader_operator", "-A", "--http-port", "0",
+                             "--worker-url-template", "http://127.0.0.1:9/{name}", "--log-format", "json"],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        await cluster.apply("cli", {"symbols": ["BTC-EUR"], "source": "synthetic"})
+        await eventually(lambda: cluster.get("StatefulSet", "cli-btc-eur"))
+        await eventually(lambda: (cluster.get("PaperTrader", "cli").get("status") or {}).get("observedGeneration"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+    assert proc.returncode == 0, output[-2000:]
+    assert '"message": "papertrader operator started' in output  # structured (JSON) logs
