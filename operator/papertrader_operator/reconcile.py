@@ -62,6 +62,11 @@ def owner_of(child: Mapping[str, Any]) -> TraderKey | None:
     return meta.get("namespace") or "", labels[s.LABEL_INSTANCE]
 
 
+def _readiness(child: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    status = (child or {}).get("status") or {}
+    return status.get("replicas"), status.get("readyReplicas")
+
+
 class ChildCache:
     """Live children by key, indexed by owning PaperTrader (filled by watches and by API responses)."""
 
@@ -168,6 +173,7 @@ class Runtime:
     def on_child_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Keep the child cache; ask for a reconcile when a child vanished, drifted or is no longer wanted."""
         key = child_key(body)
+        before = self.children.get(key)
         if event_type == "DELETED":
             self.children.pop(key)
         else:
@@ -180,6 +186,9 @@ class Runtime:
             needs = wanted is not None
         else:
             needs = wanted is None or bool(drifted_fields(wanted, body))
+        if not needs and _readiness(before) != _readiness(body):
+            self.request(owner)  # a worker became (un)ready: refresh the status now, not at the next resync
+            return
         if needs:
             logger.info("child %s/%s/%s %s: reconciling %s/%s", *key,
                         "deleted" if event_type == "DELETED" else "drifted or unwanted", *owner)

@@ -210,7 +210,7 @@ async def test_paused_scales_to_zero_keeping_state(cluster: Cluster, start_opera
 async def test_ready_worker_status_and_restarts(cluster: Cluster, workers: FakeWorkers,
                                                 start_operator: OperatorFactory) -> None:
     workers.report("demo-btc-eur", level="critical", ready=False)
-    await start_operator()
+    await start_operator("--resync-interval", "60")  # readiness must arrive through the StatefulSet watch
     await cluster.apply("demo", {"symbols": ["BTC-EUR"], "source": "synthetic"})
     await eventually(lambda: children_of(cluster, {"demo-btc-eur"}))
     await cluster.mock.post("/api/v1/namespaces/default/pods", json={
@@ -226,7 +226,10 @@ async def test_ready_worker_status_and_restarts(cluster: Cluster, workers: FakeW
     degraded = condition(trader, "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "WorkersUnhealthy"
     ready_since = condition(trader, "Ready")["lastTransitionTime"]
-    await asyncio.sleep(1.2)  # more passes with the same outcome keep the transition time
+    await asyncio.sleep(1.1)  # timestamps have 1 s resolution: a rewritten transition time would differ
+    await cluster.patch("ConfigMap", "demo-btc-eur", {"data": {"config.yaml": "SYMBOL: XRP-EUR"}})  # drift: a pass
+    await eventually(lambda: "XRP" not in cluster.get("ConfigMap", "demo-btc-eur")["data"]["config.yaml"])
+    await asyncio.sleep(0.3)
     assert condition(cluster.get("PaperTrader", "demo"), "Ready")["lastTransitionTime"] == ready_since
 
 
