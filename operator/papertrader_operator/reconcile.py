@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -110,6 +111,7 @@ class Runtime:
         self.desired: dict[TraderKey, dict[ChildKey, dict[str, Any]]] = {}
         self.statuses: dict[TraderKey, dict[str, Any]] = {}
         self.invalid: dict[TraderKey, str] = {}
+        self._pods: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._locks: dict[TraderKey, asyncio.Lock] = {}
         self._due: dict[TraderKey, float] = {}
         self._running: set[TraderKey] = set()
@@ -165,6 +167,8 @@ class Runtime:
             self.traders.pop(key, None)
             for store in (self.desired, self.statuses, self.invalid, self._due, self._locks):
                 store.pop(key, None)
+            for pod_key in [k for k in self._pods if k[0] == key[0] and k[1].startswith(f"{key[1]}-")]:
+                del self._pods[pod_key]
             await self._delete_children_of(key, body["metadata"].get("uid"))
         else:
             self.traders[key] = body
@@ -360,7 +364,7 @@ class Runtime:
             name = child_name(trader, symbol)
             obs = SymbolObservation(symbol, name, statefulset=self.children.get(("StatefulSet", namespace, name)))
             if ((obs.statefulset or {}).get("status") or {}).get("replicas"):
-                obs.pod = await self.kube.get("Pod", namespace, f"{name}-0")
+                obs.pod = await self._pod(namespace, f"{name}-0")
             if not spec["paused"]:
                 url = worker_url(self.config.worker_url_template, name=name, namespace=namespace,
                                  trader=trader, symbol=symbol)
@@ -368,6 +372,14 @@ class Runtime:
             return obs
 
         return list(await asyncio.gather(*[one(symbol) for symbol in spec["symbols"]]))
+
+    async def _pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The worker pod, re-read from the API at most every `pod_refresh` seconds."""
+        fetched_at, pod = self._pods.get((namespace, name), (-math.inf, None))
+        if time.monotonic() - fetched_at >= self.config.pod_refresh:
+            pod = await self.kube.get("Pod", namespace, name)
+            self._pods[(namespace, name)] = (time.monotonic(), pod)
+        return pod
 
     def _url(self, trader: dict[str, Any], obs: SymbolObservation) -> str:
         namespace, name = trader_key(trader)
