@@ -387,7 +387,7 @@ class Runtime:
                           trader=name, symbol=obs.symbol)
 
     async def _apply_risk(self, trader: dict[str, Any], spec: dict[str, Any], outcome: Outcome) -> None:
-        """Latch a halt while the portfolio drawdown is at the limit; a spec change made below it lifts it."""
+        """Latch a halt while the portfolio drawdown is at the limit; a spec change seen below it lifts it."""
         limit = float(spec["risk"]["maxDrawdownPct"])
         previous = self._old_status(trader).get("risk") or {}
         was_halted = bool(previous.get("halted"))
@@ -395,7 +395,8 @@ class Runtime:
         if port is not None and risk.breached(port, limit):
             outcome.halted, outcome.halt_reason = True, risk.halt_reason(port, limit)
             outcome.halted_generation = outcome.generation  # spec changes during a breach do not lift it
-        elif was_halted and outcome.generation <= int(previous.get("haltedGeneration") or 0):
+        elif was_halted and (port is None or outcome.generation <= int(previous.get("haltedGeneration") or 0)):
+            # latched until a spec change is seen with the drawdown known to be below the limit
             outcome.halted, outcome.halt_reason = True, str(previous.get("reason") or "portfolio drawdown limit")
             outcome.halted_generation = int(previous.get("haltedGeneration") or 0)
         if outcome.halted:
