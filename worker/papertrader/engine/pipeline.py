@@ -29,7 +29,7 @@ from papertrader.ledger.csv_logs import PORTFOLIO_HEADER, TRADES_HEADER, CsvLog,
 from papertrader.ledger.portfolio import Portfolio
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.market.candle import Candle
-from papertrader.market.candle_file import BadRow, CandleRecorder
+from papertrader.market.candle_file import BadRow, format_candle
 from papertrader.quality import DUPLICATE, DataQualityGate
 from papertrader.risk.exits import ExitRules
 from papertrader.risk.manager import MINUTE_MS, RiskLimits, RiskManager
@@ -58,7 +58,7 @@ class Engine:
     """One symbol's paper-trading pipeline with its ledger."""
 
     def __init__(self, settings: Settings, strategy: Strategy, store: LedgerStore,
-                 listeners: list[EngineListener] | None = None, recorder: CandleRecorder | None = None,
+                 listeners: list[EngineListener] | None = None, recorder: CsvLog | None = None,
                  rules: MarketRules | None = None) -> None:
         self.settings = settings
         self.symbol = settings.symbol
@@ -139,7 +139,7 @@ class Engine:
         self.portfolio_log.open(sizes.get("portfolio"), lambda: (
             portfolio_row(*row) for row in self.store.mark_rows()))
         if self.recorder is not None:
-            self.recorder.truncate_to(sizes.get("record", 0) or self.recorder.size)
+            self.recorder.open(sizes.get("record"), None)
         return checkpoint
 
     # --- the pipeline ----------------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class Engine:
         self.items += 1
         verdict = self.gate.check(item)
         if self.recorder is not None and type(item) is Candle:
-            self.recorder.write(item)
+            self.recorder.append(format_candle(item))
         if verdict.status == "rejected":
             self._on_rejected(item, verdict)
             return verdict
@@ -313,10 +313,10 @@ class Engine:
     def commit(self, cursor: dict[str, Any]) -> float:
         """Make everything since the last commit durable, together with the source cursor. Returns seconds taken."""
         started = time.perf_counter()
-        sizes = {"trades": self.trades_log.flush(), "portfolio": self.portfolio_log.flush()}
+        logs = {"trades": self.trades_log, "portfolio": self.portfolio_log}
         if self.recorder is not None:
-            self.recorder.flush()
-            sizes["record"] = self.recorder.size
+            logs["record"] = self.recorder
+        sizes = {name: csv_log.flush() for name, csv_log in logs.items()}
         self.store.commit_batch(self._fills, self._marks, self._events, {
             "items": self.items,
             "last_ts": self.last_candle.ts if self.last_candle else None,
@@ -324,6 +324,8 @@ class Engine:
             "engine_state": self.state(),
             "file_sizes": sizes,
         })
+        for name, csv_log in logs.items():
+            csv_log.committed(sizes[name])
         self._fills.clear()
         self._marks.clear()
         self._events.clear()

@@ -22,7 +22,8 @@ from papertrader.engine.pipeline import Engine
 from papertrader.events import EngineListener
 from papertrader.ledger.store import LedgerStore
 from papertrader.logs import PERFORMANCE_LOGGER, setup_logging
-from papertrader.market.candle_file import CandleRecorder
+from papertrader.ledger.csv_logs import CsvLog
+from papertrader.market.candle_file import HEADER
 from papertrader.market.sources.base import CandleSource
 from papertrader.resilience import BreakerRegistry, BreakerState, CircuitBreaker
 from papertrader.strategy import create_strategy
@@ -104,7 +105,7 @@ class WorkerRunner:
         self.strategy = create_strategy(settings)
         self.breakers = build_breakers(settings)
         self.strategy.bind_breaker(self.breakers.breakers["prediction"])
-        self.recorder = CandleRecorder(settings.record) if settings.record else None
+        self.recorder = CsvLog(Path(settings.record), HEADER) if settings.record else None
         self.listeners: list[EngineListener] = []
         self.services: list[Service] = []
         self.engine = Engine(settings, self.strategy, self.store, self.listeners, self.recorder)

@@ -39,16 +39,25 @@ def snapshot_row(snapshot: PortfolioSnapshot) -> str:
 
 
 class CsvLog:
-    """One append-only CSV file with a header, synchronised to ledger commits."""
+    """One append-only CSV file with a header, synchronised to ledger commits.
+
+    Rows appended since the last confirmed commit stay in memory; :meth:`flush` rewrites them after the committed
+    end of the file, so a flush that failed half-way (a full disk) or whose ledger commit failed can simply be
+    repeated without leaving duplicate or partial rows.
+    """
 
     def __init__(self, path: Path, header: str) -> None:
         self.path = path
         self.header = header
         self._pending: list[str] = []
         self._file: Any = None
+        self._committed_size = 0
 
-    def open(self, committed_size: int | None, rebuild_rows: Callable[[], Iterable[str]]) -> None:
-        """Open for appending, first making the file match the last commit (``None``: nothing committed yet)."""
+    def open(self, committed_size: int | None, rebuild_rows: Callable[[], Iterable[str]] | None) -> None:
+        """Open for appending, first making the file match the last commit (``None``: nothing committed yet).
+
+        ``rebuild_rows`` regenerates the rows when the file is missing or shorter than the commit says; without it
+        (a recording, which the ledger does not hold) such a file is kept as it is."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         actual = self.path.stat().st_size if self.path.exists() else -1
         if committed_size is None:
@@ -56,9 +65,10 @@ class CsvLog:
         elif actual > committed_size:
             with open(self.path, "r+b") as handle:
                 handle.truncate(committed_size)
-        elif actual < committed_size:
+        elif actual < committed_size and rebuild_rows is not None:
             self._rewrite(rebuild_rows())
         self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+        self._committed_size = self._file.tell()
 
     def _rewrite(self, rows: Iterable[str]) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -71,12 +81,20 @@ class CsvLog:
         self._pending.append(row)
 
     def flush(self) -> int:
-        """Write pending rows; returns the file size to record in the commit."""
-        if self._pending:
-            self._file.writelines(self._pending)
-            self._pending.clear()
-        self._file.flush()
-        return self._file.tell()
+        """Write the rows since the last confirmed commit after the committed end; returns the size to record."""
+        if not self._pending:
+            return self._committed_size
+        handle = self._file
+        handle.seek(self._committed_size)
+        handle.truncate()
+        handle.writelines(self._pending)
+        handle.flush()
+        return handle.tell()
+
+    def committed(self, size: int) -> None:
+        """The ledger commit that recorded ``size`` succeeded: forget the rows it contains."""
+        self._committed_size = size
+        self._pending.clear()
 
     def close(self) -> None:
         if self._file is not None:

@@ -133,7 +133,8 @@ class LedgerStore:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # a full disk may already have rolled it back
+                db.execute("ROLLBACK")
             raise
         self._commits_since_checkpoint += 1
 

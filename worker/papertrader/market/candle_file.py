@@ -1,8 +1,8 @@
-"""Candle files: CSV ``timestamp_ms,open,high,low,close,volume`` read as a stream and written atomically row by row."""
+"""Candle files: CSV ``timestamp_ms,open,high,low,close,volume``, read as a stream (``--record`` writes them through
+the ledger's crash-safe :class:`~papertrader.ledger.csv_logs.CsvLog`)."""
 
 from __future__ import annotations
 
-import io
 from itertools import islice, repeat
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -120,37 +120,3 @@ def _which_field_is_bad(parts: list[bytes], order: list[int]) -> str:
 def format_candle(candle: Candle) -> str:
     """One CSV row; floats written with ``repr`` so that reading the row back gives the same floats."""
     return f"{candle.ts},{candle.open!r},{candle.high!r},{candle.low!r},{candle.close!r},{candle.volume!r}\n"
-
-
-class CandleRecorder:
-    """Appends candles to a candle file (``--record``). Resumes an existing recording without duplicating rows."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file: io.TextIOWrapper = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-        if new:
-            self._file.write(HEADER)
-            self._file.flush()
-
-    @property
-    def size(self) -> int:
-        self._file.flush()
-        return self._file.tell()
-
-    def truncate_to(self, size: int) -> None:
-        """Drop rows written after the last durable checkpoint (they will be written again)."""
-        self._file.flush()
-        if self._file.tell() > size:
-            self._file.truncate(size)
-            self._file.seek(size)
-
-    def write(self, candle: Candle) -> None:
-        self._file.write(format_candle(candle))
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
