@@ -142,6 +142,7 @@ class Settings(BaseSettings):
     # --- persistence ---------------------------------------------------------------------------------------
     commit_every_candles: int = Field(2000, ge=1, description="batch size for replay/synthetic at max speed")
     commit_interval_seconds: float = Field(1.0, gt=0)
+    storage_retry_seconds: float = Field(1.0, gt=0, description="first retry delay after a failed commit")
     portfolio_snapshot_every: int = Field(60, ge=1, description="candles between portfolio.csv rows")
     log_max_bytes: int = Field(10_000_000, ge=10_000)
     log_backup_count: int = Field(5, ge=0)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -115,6 +116,8 @@ class WorkerRunner:
         self.finished = False
         self.last_progress = time.monotonic()
         self._stop = asyncio.Event()
+        #: the last storage failure while it lasts (None when the ledger commits fine); read by health checks
+        self.storage_error: str | None = None
 
     def _on_data_breaker(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
         """While market data is failing, open no new positions (open ones are still managed)."""
@@ -210,7 +213,7 @@ class WorkerRunner:
             now = time.monotonic()
             if (source.live or paced or uncommitted >= settings.commit_every_candles
                     or now - last_commit >= settings.commit_interval_seconds):
-                engine.commit(source.cursor())
+                await self._commit()
                 last_commit, uncommitted = now, 0
                 if listeners and (source.live or paced):
                     done = time.perf_counter()  # live: "candle in, decision persisted" includes the commit
@@ -226,7 +229,31 @@ class WorkerRunner:
                 await asyncio.sleep(0)
         if self.finished:
             engine.finish()
-        engine.commit(source.cursor())
+        await self._commit()
+
+    async def _commit(self) -> None:
+        """Commit the engine's batch; while storage fails (a full disk), pause trading and retry with backoff.
+
+        Nothing is lost: the batch stays in memory and the CSV rows are rewritten after the committed end, so the
+        retry writes exactly what the failed attempt would have. Candles are not processed meanwhile."""
+        delay = self.settings.storage_retry_seconds
+        while True:
+            try:
+                self.engine.commit(self.source.cursor())
+            except (OSError, sqlite3.OperationalError) as exc:
+                if self.storage_error is None:
+                    log.error("%s cannot persist the ledger (%s): trading paused, retrying until storage works; "
+                              "nothing is lost", self.settings.symbol, exc)
+                self.storage_error = str(exc)
+                if self._stop.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if self.storage_error is not None:
+                log.warning("%s storage works again: ledger committed, trading resumes", self.settings.symbol)
+                self.storage_error = None
+            return
 
     def _report_ticks(self, batch: list[Any], starts: list[float], done: float, persisted_each: bool) -> None:
         """``on_tick_done`` per item: replay at max speed reports each item's pipeline time; live and paced runs
