@@ -56,7 +56,7 @@ async def live_then_replay(fake: FakeBitvavo, tmp: Path, max_candles: int, **ext
 
 
 async def test_live_replay_parity(tmp_path: Path) -> None:
-    async with FakeBitvavo(synthetic_candles(3000), start_index=300, speed=FAST) as fake:
+    async with FakeBitvavo(synthetic_candles(8000), start_index=300, speed=FAST) as fake:  # outlasts the run
         live = await live_then_replay(fake, tmp_path, 700)
     status = live["source_status"]
     assert live["trades"] > 0, "the parity check needs trades"
@@ -135,13 +135,18 @@ async def test_quiet_market_closes_by_exchange_time_and_rest(tmp_path: Path) -> 
     plus the grace and REST confirms it."""
     candles = synthetic_candles(260)
     async with FakeBitvavo(candles, start_index=200, speed=600.0) as fake:  # a bar every 100 ms
-        summary = await run_worker(settings(**live_flags(fake, tmp_path / "live", max_candles=WARMUP + 60,
-                                                         record=tmp_path / "rec.csv",
-                                                         candle_close_grace_seconds=5.0, ws_stale_seconds=5.0)))
-    recorded = recorded_candles(tmp_path / "rec.csv")
-    assert recorded[-1] == candles[-1]  # the final bar, closed without a newer bar
-    assert_contiguous_slice(recorded, candles)
-    assert summary["source_status"]["rest_closed_candles"] >= 1
+        source = BitvavoSource(settings(**live_flags(fake, tmp_path, candle_close_grace_seconds=5.0,
+                                                     ws_stale_seconds=5.0)))
+        await source.start(None, WARMUP)
+        got: list[Candle] = []
+        try:
+            while not got or got[-1].ts < candles[-1].ts:
+                got += await asyncio.wait_for(source.next_batch(100), 15)  # type: ignore[arg-type]
+        finally:
+            await source.close()
+    assert got[-1] == candles[-1]  # the final bar, closed without a newer bar
+    assert_contiguous_slice(got, candles)
+    assert source.status()["rest_closed_candles"] >= 1
 
 
 async def test_market_rules_feed_the_broker_and_the_recording_replays(tmp_path: Path) -> None:

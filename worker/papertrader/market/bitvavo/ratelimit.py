@@ -3,7 +3,8 @@
 Every REST response carries ``bitvavo-ratelimit-remaining`` / ``-resetat`` (epoch ms) / ``-limit``. Before each
 request :meth:`RateLimiter.acquire` spends the request's weight from the last known ``remaining`` (so concurrent
 callers cannot overspend between responses) and, when fewer than ``margin`` points would be left, waits until
-``resetat`` instead of spending the reserve. After HTTP 429 / errorCode 110 (or 105 with its ban expiry) all
+``resetat`` instead of spending the reserve (the margin is at most a tenth of the advertised limit). After HTTP
+429 / errorCode 110 (or 105 with its ban expiry) all
 requests stop until ``resetat`` (or the expiry; without either, ``default_wait_s``), never a tight retry loop.
 
 ``resetat`` is exchange time. It is converted to a local delay with the exchange clock (offset and rate); if that delay is
@@ -64,11 +65,12 @@ class RateLimiter:
             if self._blocked_until > now:
                 await self._wait(self._blocked_until - now)
                 continue
-            if self.remaining is not None and self.remaining - weight < self.margin:
+            margin = self.margin if self.limit is None else min(self.margin, self.limit // 10)
+            if self.remaining is not None and self.remaining - weight < margin:
                 delay = self._delay_until(self.reset_at_ms) if self.reset_at_ms is not None else None
                 if delay is not None and delay > 0:
                     log.warning("rate limit: %d of %s points left (margin %d), waiting %.2f s until resetat",
-                                self.remaining, self.limit, self.margin, delay)
+                                self.remaining, self.limit, margin, delay)
                     self._blocked_until = time.monotonic() + delay
                     self.remaining = None
                     continue

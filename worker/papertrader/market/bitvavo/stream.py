@@ -56,8 +56,10 @@ class CandleStream:
             raise StreamError("stream is not open")
         while True:
             try:
-                frame = await asyncio.wait_for(ws.recv(), self.stale_s)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: wait_for may swallow a cancellation that races a frame (3.11)
+                async with asyncio.timeout(self.stale_s):
+                    frame = await ws.recv()
+            except TimeoutError:
                 raise StaleStreamError(f"stream stale: no message for {self.stale_s:g} s") from None
             except WebSocketException as exc:
                 raise StreamError(f"stream closed: {type(exc).__name__} {str(exc)[:100]}".rstrip()) from None

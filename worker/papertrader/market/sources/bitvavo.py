@@ -206,11 +206,13 @@ class BitvavoSource(CandleSource):
         self._wake.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing: nothing left to report
-                pass
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.debug("%s source task ended with %r", self.symbol, task.exception())
+            if pending:
+                log.warning("%s %d source task(s) did not stop within 5 s", self.symbol, len(pending))
         self._tasks = []
         await self.rest.close()
 
@@ -337,6 +339,8 @@ class BitvavoSource(CandleSource):
             reason = "stream ended"
             try:
                 async for frame in stream.frames():
+                    if self._closed:
+                        return
                     self._last_message = time.monotonic()
                     await self._on_frame(frame)
             except StaleStreamError as exc:
@@ -447,8 +451,8 @@ class BitvavoSource(CandleSource):
         retry_s = max(1.0, self.settings.candle_close_grace_seconds)
         while not self._closed:
             await asyncio.sleep(period)
-            forming = self._forming
-            if forming is None or self._need_fill or not self.connected:
+            forming = self._forming  # also while disconnected or before a new connection's first bar: REST works
+            if forming is None:
                 continue
             now = time.monotonic()
             if now - self._last_candle_message < _QUIET_S or now < self._next_close_attempt:
