@@ -19,14 +19,13 @@ START_MS = 1_704_067_200_000
 def synthetic_candles(count: int, seed: int = 7) -> list[Candle]:
     """Seeded candles without an event loop (usable inside async tests)."""
     source = SyntheticSource(seed, 60_000, START_MS)
-    return [source._next_candle() for _ in range(count)]  # noqa: SLF001 - test helper
+    return [source._next_candle() for _ in range(count)]
 
 
 def write_candles(path: Path, candles: list[Candle]) -> Path:
     with open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write("timestamp_ms,open,high,low,close,volume\n")
-        for candle in candles:
-            handle.write(format_candle(candle))
+        handle.writelines(format_candle(candle) for candle in candles)
     return path
 
 

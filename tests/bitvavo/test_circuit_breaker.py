@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from papertrader.resilience.circuit_breaker import BreakerOpenError, BreakerState, CircuitBreaker
+from papertrader.resilience.circuit_breaker import (
+    BreakerOpenError,
+    BreakerState,
+    CircuitBreaker,
+)
 
 
 class FakeClock:

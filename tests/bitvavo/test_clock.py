@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from papertrader.market.bitvavo.clock import ExchangeClock
-from papertrader.market.bitvavo.rest import BitvavoRest
 from papertrader.market.bitvavo.ratelimit import RateLimiter
+from papertrader.market.bitvavo.rest import BitvavoRest
 from papertrader.market.fake_exchange import FakeBitvavo
 
 from .helpers import synthetic_candles

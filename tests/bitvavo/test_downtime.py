@@ -13,7 +13,14 @@ from pathlib import Path
 
 from papertrader.market.fake_exchange import FakeBitvavo
 
-from .helpers import recorded_candles, run_worker, settings, synthetic_candles, worker_log, write_candles
+from .helpers import (
+    recorded_candles,
+    run_worker,
+    settings,
+    synthetic_candles,
+    worker_log,
+    write_candles,
+)
 from .test_live import assert_contiguous_slice
 
 MAX_CANDLES = 900

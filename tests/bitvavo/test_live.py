@@ -13,14 +13,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import format_candle
 from papertrader.market.fake_exchange import FakeBitvavo, FakeScript
 from papertrader.market.sources.bitvavo import BitvavoSource
 
-from .helpers import live_flags, recorded_candles, run_worker, settings, synthetic_candles, worker_log, write_candles
+from .helpers import (
+    live_flags,
+    recorded_candles,
+    run_worker,
+    settings,
+    synthetic_candles,
+    worker_log,
+    write_candles,
+)
 
 FAST = 12_000.0  # virtual ms per real ms: a 1-minute candle every 5 ms
 WARMUP = 31  # sma-cross 10/30 default warm-up
@@ -58,6 +64,11 @@ async def live_then_replay(fake: FakeBitvavo, tmp: Path, max_candles: int, **ext
 async def test_live_replay_parity(tmp_path: Path) -> None:
     async with FakeBitvavo(synthetic_candles(8000), start_index=300, speed=FAST) as fake:  # outlasts the run
         live = await live_then_replay(fake, tmp_path, 700)
+    # and the recording itself replays to the same trades, byte for byte
+    await run_worker(settings(source="replay", replay_file=tmp_path / "record.csv", symbol="BTC-EUR",
+                              state_dir=tmp_path / "replay-recording"))
+    assert ((tmp_path / "replay-recording" / "logs" / "trades.csv").read_bytes()
+            == (tmp_path / "live" / "logs" / "trades.csv").read_bytes())
     status = live["source_status"]
     assert live["trades"] > 0, "the parity check needs trades"
     assert status["backfill"]["candles"] == WARMUP

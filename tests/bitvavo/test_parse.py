@@ -6,9 +6,15 @@ import math
 from decimal import Decimal
 
 import pytest
-
-from papertrader.market.bitvavo.parse import (ParseError, api_error, parse_candle_row, parse_market,
-                                              parse_rest_candles, parse_ws_message, ws_candles)
+from papertrader.market.bitvavo.parse import (
+    ParseError,
+    api_error,
+    parse_candle_row,
+    parse_market,
+    parse_rest_candles,
+    parse_ws_message,
+    ws_candles,
+)
 
 
 def test_rest_candles_newest_first_become_ascending() -> None:
@@ -61,8 +67,8 @@ def test_markets_object_or_array_and_legacy_shape() -> None:
              "minOrderInQuoteAsset": "5", "quantityDecimals": 8, "tickSize": "1"}
     for body in (entry, [{"market": "ETH-EUR"}, entry]):
         info = parse_market(body, "BTC-EUR")
-        assert info.tick_size == Decimal("1") and info.quantity_decimals == 8
-        assert info.min_order_quote == Decimal("5") and info.min_order_base == Decimal("0.0001")
+        assert info.tick_size == Decimal(1) and info.quantity_decimals == 8
+        assert info.min_order_quote == Decimal(5) and info.min_order_base == Decimal("0.0001")
     legacy = parse_market({"market": "ADA-EUR", "status": "trading", "pricePrecision": 5,
                            "minOrderInBaseAsset": "100", "minOrderInQuoteAsset": "10"}, "ADA-EUR")
     assert legacy.tick_size is None and legacy.quantity_decimals is None

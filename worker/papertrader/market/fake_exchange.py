@@ -30,7 +30,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import WSMsgType, web
 
@@ -148,7 +148,7 @@ class FakeBitvavo:
         return max(0.0, (virtual_ms - self.now_ms()) / 1000.0 / self.speed)
 
     # --- life cycle ---------------------------------------------------------------------------------------------
-    async def start(self) -> FakeBitvavo:
+    async def start(self) -> Self:
         app = web.Application()
         app.router.add_get("/v2/", self._ws_handler)
         app.router.add_get("/v2", self._ws_handler)
@@ -176,7 +176,7 @@ class FakeBitvavo:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def __aenter__(self) -> FakeBitvavo:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -49,17 +49,26 @@ def parse_candle_row(row: Any) -> Candle:
     """
     if not isinstance(row, (list, tuple)) or len(row) < 6:
         raise ParseError(f"candle row is not a 6-element array: {str(row)[:80]}")
+    ts = _timestamp(row[0])
     try:
-        ts_raw = row[0]
-        if isinstance(ts_raw, bool):
-            raise ValueError
-        ts = int(ts_raw) if not isinstance(ts_raw, float) else int(ts_raw) if ts_raw.is_integer() else None
-        if ts is None:
-            raise ValueError
         values = [float(row[i]) for i in range(1, 6)]
     except (TypeError, ValueError):
-        raise ParseError(f"candle row has a non-numeric field: {str(row)[:80]}") from None
+        values = []
+    if ts is None or not values:
+        raise ParseError(f"candle row has a non-numeric field: {str(row)[:80]}")
     return Candle(ts, values[0], values[1], values[2], values[3], values[4])
+
+
+def _timestamp(value: Any) -> int | None:
+    """An int, an integral float or a numeric string; None otherwise (booleans included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_rest_candles(payload: Any) -> list[Candle]:

@@ -16,7 +16,13 @@ from typing import Any
 import aiohttp
 
 from papertrader.market.bitvavo.clock import ExchangeClock
-from papertrader.market.bitvavo.parse import MarketInfo, ParseError, api_error, parse_market, parse_rest_candles
+from papertrader.market.bitvavo.parse import (
+    MarketInfo,
+    ParseError,
+    api_error,
+    parse_market,
+    parse_rest_candles,
+)
 from papertrader.market.bitvavo.ratelimit import RateLimiter
 from papertrader.market.candle import Candle
 
@@ -75,7 +81,7 @@ class BitvavoRest:
                 text = await response.text()
                 status = response.status
                 headers = response.headers
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.errors += 1
             kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
             raise RestError(f"GET /{path.lstrip('/')}: {kind} {str(exc)[:120]}".rstrip()) from None
@@ -87,9 +93,9 @@ class BitvavoRest:
         if status == 429 or (error is not None and error.rate_limited and status not in (404, 405)):
             wait = self.limiter.on_rate_limited(headers, error.ban_expiry_ms() if error else None)
             self.errors += 1
-            raise RateLimitedError(f"GET /{path.lstrip('/')}: rate limited (HTTP {status}"
-                                   f"{', errorCode %s' % error.code if error else ''}), waiting {wait:.2f} s "
-                                   "until resetat", wait, status, error.code if error else None)
+            code = f", errorCode {error.code}" if error else ""
+            raise RateLimitedError(f"GET /{path.lstrip('/')}: rate limited (HTTP {status}{code}), waiting "
+                                   f"{wait:.2f} s until resetat", wait, status, error.code if error else None)
         if status >= 400 or error is not None:
             self.errors += 1
             detail = f"errorCode {error.code}: {error.message[:120]}" if error else text[:120]

@@ -44,7 +44,7 @@ class CandleStream:
                                      max_size=2**22, ping_interval=20, ping_timeout=20, proxy=None)
             await asyncio.wait_for(self._ws.send(subscribe_message(self.symbol, self.interval)),
                                    self.open_timeout_s)
-        except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
+        except (TimeoutError, OSError, WebSocketException) as exc:
             await self.close()
             kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
             raise StreamError(f"cannot connect to {self.url}: {kind} {str(exc)[:100]}".rstrip()) from None
@@ -72,7 +72,7 @@ class CandleStream:
         if ws is not None:
             try:
                 await asyncio.wait_for(ws.close(), 2.0)
-            except (OSError, asyncio.TimeoutError, WebSocketException):
+            except (TimeoutError, OSError, WebSocketException):
                 pass
 
     def info(self) -> dict[str, Any]:

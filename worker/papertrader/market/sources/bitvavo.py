@@ -41,10 +41,20 @@ from typing import Any, TypeVar
 from papertrader.broker.market_rules import MarketRules
 from papertrader.config import Settings
 from papertrader.market.bitvavo.clock import ExchangeClock
-from papertrader.market.bitvavo.parse import MarketInfo, ParseError, api_error, parse_ws_message, ws_candles
+from papertrader.market.bitvavo.parse import (
+    MarketInfo,
+    ParseError,
+    api_error,
+    parse_ws_message,
+    ws_candles,
+)
 from papertrader.market.bitvavo.ratelimit import RateLimiter
 from papertrader.market.bitvavo.rest import BitvavoRest, RateLimitedError, RestError
-from papertrader.market.bitvavo.stream import CandleStream, StaleStreamError, StreamError
+from papertrader.market.bitvavo.stream import (
+    CandleStream,
+    StaleStreamError,
+    StreamError,
+)
 from papertrader.market.candle import Candle
 from papertrader.market.sources.base import CandleSource, SourceItem
 from papertrader.resilience.circuit_breaker import CircuitBreaker
@@ -303,7 +313,7 @@ class BitvavoSource(CandleSource):
                 return
             except (asyncio.CancelledError, SourceClosed):
                 return
-            except Exception:  # noqa: BLE001 - a live feed must not die from one bad moment
+            except Exception:
                 log.exception("%s %s loop failed; restarting it in 1 s", self.symbol, name)
                 self.breaker.record_failure(f"{name} loop error")
                 await asyncio.sleep(1.0)
