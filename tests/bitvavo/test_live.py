@@ -203,3 +203,22 @@ async def test_429_storm_waits_until_resetat(tmp_path: Path) -> None:
     assert live["source_status"]["rate_limited_responses"] == len(storm)
     assert "rate limited (HTTP 429, errorCode 110), waiting" in worker_log(tmp_path / "live")
     print(f"\nSTORM 429 answers={len(storm)} total requests={len(fake.requests)}")
+
+
+async def test_restart_keeps_the_market_rules_the_ledger_was_built_with(tmp_path: Path) -> None:
+    candles = synthetic_candles(100)
+    stored = {"market": "BTC-EUR", "status": "trading", "tick_size": "1", "quantity_decimals": 6,
+              "min_order_quote": "5", "min_order_base": "0.0001"}
+    async with FakeBitvavo(candles, start_index=60, speed=1.0, tick_size="0.5") as fake:
+        source = BitvavoSource(settings(**live_flags(fake, tmp_path)))
+        source.restore({"last_ts": candles[50].ts, "market": stored})
+        await source.start(None, 31)
+        await source.close()
+        fresh = BitvavoSource(settings(**live_flags(fake, tmp_path)))
+        await fresh.start(None, 31)
+        await fresh.close()
+    rules = source.market_rules()
+    assert rules is not None and rules.tick_size == Decimal(1) and rules.quantity_decimals == 6
+    assert source.cursor()["market"] == stored
+    fresh_rules = fresh.market_rules()
+    assert fresh_rules is not None and fresh_rules.tick_size == Decimal("0.5")

@@ -99,6 +99,7 @@ class BitvavoSource(CandleSource):
         self._forming: Candle | None = None  # latest update of the bar the stream is building
         self._need_fill = True  # the next streamed bar is the first of a connection: fill the gap before it
         self._market: MarketInfo | None = None
+        self._market_restored = False
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.connected = False
@@ -123,9 +124,7 @@ class BitvavoSource(CandleSource):
         self._tail_ts = self._emitted_ts
         self._wake = asyncio.Event()
         self._fill_lock = asyncio.Lock()
-        await self._retry("clock sync (/time)", self.rest.sync_time)
-        await asyncio.sleep(0.05)  # a second sync measures the clock's rate (1.0, or a fast test exchange)
-        now = await self._retry("clock sync (/time)", self.rest.sync_time)
+        now = await self._first_sync()
         log.info("%s exchange clock synchronised: offset %.0f ms, rate %.4g, round trip %.1f ms", self.symbol,
                  self.clock.offset_ms, self.clock.rate, self.clock.round_trip_ms)
         await self._load_market()
@@ -175,9 +174,10 @@ class BitvavoSource(CandleSource):
     def restore(self, cursor: dict[str, Any]) -> None:
         last = cursor.get("last_ts")
         self._emitted_ts = int(last) if last is not None else None
-        market = cursor.get("market")
-        if isinstance(market, dict):
-            self._market = MarketInfo.from_dict(market)
+        if "market" in cursor:  # the rules this ledger was built with stay in force across restarts
+            market = cursor["market"]
+            self._market = MarketInfo.from_dict(market) if isinstance(market, dict) else None
+            self._market_restored = True
 
     def market_rules(self) -> MarketRules | None:
         """Broker rules from ``/markets`` (None: use the offline defaults / auto tick)."""
@@ -276,6 +276,25 @@ class BitvavoSource(CandleSource):
             self.breaker.record_success()
             return result
 
+    async def _first_sync(self) -> int:
+        """Two ``/time`` syncs 50 ms apart (the second measures the clock's rate: 1.0, or a fast test exchange).
+        An exchange without ``/time`` (HTTP 404) falls back to the local clock, with a warning."""
+        async def sync_or_404() -> int | None:
+            try:
+                return await self.rest.sync_time()
+            except RestError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        first = await self._retry("clock sync (/time)", sync_or_404)
+        if first is None:
+            log.warning("%s exchange has no /time (HTTP 404): using the local clock", self.symbol)
+            return self.clock.now_ms()
+        await asyncio.sleep(0.05)
+        second = await self._retry("clock sync (/time)", sync_or_404)
+        return second if second is not None else first
+
     async def _load_market(self) -> None:
         """``/markets`` for the broker's precision and minimums; offline defaults when unavailable."""
         for attempt in range(1, 4):
@@ -291,7 +310,7 @@ class BitvavoSource(CandleSource):
                     self.counts["rest_failures"] += 1
                     self.breaker.record_failure(str(exc))
                 if exc.status == 404 or attempt == 3:
-                    source = "the stored cursor" if self._market else "offline defaults"
+                    source = "the stored rules" if self._market else "offline defaults"
                     log.warning("%s market metadata unavailable (%s); using %s", self.symbol, exc, source)
                     return
                 await asyncio.sleep(self._backoff(attempt))
@@ -299,6 +318,12 @@ class BitvavoSource(CandleSource):
             if market.status and market.status != "trading":
                 log.warning("%s market status is %r (paper trading continues on its candles)", self.symbol,
                             market.status)
+            if self._market_restored:
+                if market.as_dict() != (self._market.as_dict() if self._market else None):
+                    log.warning("%s /markets changed since this ledger began; keeping the stored rules (%s) so "
+                                "that a restart trades like a run that never stopped", self.symbol,
+                                self._market.as_dict() if self._market else "offline defaults")
+                return
             self._market = market
             log.info("%s market metadata: tick %s, quantity decimals %s, minimum order %s quote / %s base",
                      self.symbol, market.tick_size, market.quantity_decimals, market.min_order_quote,
