@@ -73,3 +73,19 @@ async def test_ban_expiry_from_error_code_105() -> None:
     await limiter.acquire()
     assert waits and 2.5 < waits[0] < 3.5
     assert limiter.on_rate_limited({}) == limiter.default_wait_s  # no resetat, no expiry: the default wait
+
+
+async def test_margin_scales_to_a_small_budget_without_a_limit_header() -> None:
+    clock = ExchangeClock()
+    waits: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    limiter = RateLimiter(clock, margin=50, sleep=fake_sleep)
+    limiter.update({"bitvavo-ratelimit-remaining": "20", "bitvavo-ratelimit-resetat": str(clock.now_ms() + 1000)})
+    for _ in range(18):
+        await limiter.acquire()
+    assert waits == []  # the margin is 2 points of a 20-point budget, not 50
+    await limiter.acquire()
+    assert len(waits) == 1 and 0.9 < waits[0] < 1.1  # then it waits until resetat

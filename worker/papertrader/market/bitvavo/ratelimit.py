@@ -2,14 +2,15 @@
 
 Every REST response carries ``bitvavo-ratelimit-remaining`` / ``-resetat`` (epoch ms) / ``-limit``. Before each
 request :meth:`RateLimiter.acquire` spends the request's weight from the last known ``remaining`` (so concurrent
-callers cannot overspend between responses) and, when fewer than ``margin`` points would be left, waits until
-``resetat`` instead of spending the reserve (the margin is at most a tenth of the advertised limit). After HTTP
-429 / errorCode 110 (or 105 with its ban expiry) all
-requests stop until ``resetat`` (or the expiry; without either, ``default_wait_s``), never a tight retry loop.
+callers cannot overspend between responses). When fewer than ``margin`` points would be left it waits until
+``resetat`` instead of spending the reserve; the margin is at most a tenth of the advertised limit (or of the
+largest ``remaining`` seen). After HTTP 429 / errorCode 110 (or 105 with its ban expiry) all requests stop until
+``resetat`` (or the expiry; without either, ``default_wait_s``), never a tight retry loop.
 
-``resetat`` is exchange time. It is converted to a local delay with the exchange clock (offset and rate); if that delay is
-implausible (more than 16 minutes) but ``resetat`` is plausible on the local wall clock, the wall clock is used, and
-when it is plausible on neither, the default wait applies. Waits are capped at 16 minutes (the longest documented ban).
+``resetat`` is exchange time. It is converted to a local delay with the exchange clock (offset and rate); if that
+delay is implausible (more than 16 minutes) but ``resetat`` is plausible on the local wall clock, the wall clock is
+used, and when it is plausible on neither, the default wait applies. Waits are capped at 16 minutes (the longest
+documented ban).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class RateLimiter:
         self.remaining: int | None = None
         self.reset_at_ms: int | None = None
         self._blocked_until = 0.0  # local monotonic seconds
+        self._peak_remaining: int | None = None  # the budget's size when no -limit header is sent
         self.requests = 0
         self.rate_limited = 0  # 429 / errorCode 105/110 answers
         self.waits = 0  # times a request waited for the budget
@@ -65,7 +67,8 @@ class RateLimiter:
             if self._blocked_until > now:
                 await self._wait(self._blocked_until - now)
                 continue
-            margin = self.margin if self.limit is None else min(self.margin, self.limit // 10)
+            budget = self.limit if self.limit is not None else self._peak_remaining
+            margin = self.margin if budget is None else min(self.margin, budget // 10)
             if self.remaining is not None and self.remaining - weight < margin:
                 delay = self._delay_until(self.reset_at_ms) if self.reset_at_ms is not None else None
                 if delay is not None and delay > 0:
@@ -103,6 +106,7 @@ class RateLimiter:
         """Take the budget the server reports."""
         remaining = _header_int(headers, "bitvavo-ratelimit-remaining")
         if remaining is not None:
+            self._peak_remaining = max(self._peak_remaining or 0, remaining)
             # responses may arrive out of order: never believe in more budget than we already spent down to
             self.remaining = remaining if self.remaining is None else min(self.remaining, remaining)
         reset_at = _header_int(headers, "bitvavo-ratelimit-resetat")
