@@ -3,6 +3,7 @@ stays silent until resetat."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from papertrader.market.bitvavo.clock import ExchangeClock
@@ -63,15 +64,16 @@ async def test_ban_expiry_from_error_code_105() -> None:
     clock = ExchangeClock()
     waits: list[float] = []
 
-    async def fake_sleep(seconds: float) -> None:
+    async def recording_sleep(seconds: float) -> None:
         waits.append(seconds)
+        await asyncio.sleep(seconds)
 
-    limiter = RateLimiter(clock, sleep=fake_sleep)
-    expiry = int(time.time() * 1000) + 3000
+    limiter = RateLimiter(clock, sleep=recording_sleep)
+    expiry = int(time.time() * 1000) + 300  # "... The ban expires at <ms>." (wall-clock epoch ms)
     delay = limiter.on_rate_limited({}, expiry)
-    assert 2.5 < delay < 3.5
+    assert 0.2 < delay < 0.4
     await limiter.acquire()
-    assert waits and 2.5 < waits[0] < 3.5
+    assert len(waits) == 1 and 0.2 < waits[0] < 0.4
     assert limiter.on_rate_limited({}) == limiter.default_wait_s  # no resetat, no expiry: the default wait
 
 
@@ -79,13 +81,14 @@ async def test_margin_scales_to_a_small_budget_without_a_limit_header() -> None:
     clock = ExchangeClock()
     waits: list[float] = []
 
-    async def fake_sleep(seconds: float) -> None:
+    async def recording_sleep(seconds: float) -> None:
         waits.append(seconds)
+        await asyncio.sleep(seconds)
 
-    limiter = RateLimiter(clock, margin=50, sleep=fake_sleep)
-    limiter.update({"bitvavo-ratelimit-remaining": "20", "bitvavo-ratelimit-resetat": str(clock.now_ms() + 1000)})
+    limiter = RateLimiter(clock, margin=50, sleep=recording_sleep)
+    limiter.update({"bitvavo-ratelimit-remaining": "20", "bitvavo-ratelimit-resetat": str(clock.now_ms() + 300)})
     for _ in range(18):
         await limiter.acquire()
     assert waits == []  # the margin is 2 points of a 20-point budget, not 50
     await limiter.acquire()
-    assert len(waits) == 1 and 0.9 < waits[0] < 1.1  # then it waits until resetat
+    assert len(waits) == 1 and 0.2 < waits[0] < 0.4  # then it waits until resetat
