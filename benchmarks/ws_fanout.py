@@ -33,7 +33,7 @@ def _raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
 
-def clients_main(port: int, readers: int, silent: int, duration: float, out: Any, ready: Any) -> None:
+def clients_main(port: int, readers: int, silent: int, stop: Any, out: Any, ready: Any) -> None:
     _raise_fd_limit()
 
     async def main() -> None:
@@ -64,7 +64,8 @@ def clients_main(port: int, readers: int, silent: int, duration: float, out: Any
 
         tasks = [asyncio.create_task(read(ws)) for ws in connections]
         ready.put(True)
-        await asyncio.sleep(duration)
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
         for task in tasks:
             task.cancel()
         out.put(latencies)
@@ -96,14 +97,16 @@ async def run_worker(clients: int, silent: int, candles: int, rate: float) -> di
     process = None
     out: Any = multiprocessing.Queue()
     ready: Any = multiprocessing.Queue()
+    stop: Any = multiprocessing.Event()
     if clients:
-        duration = candles / rate + 60
         process = multiprocessing.Process(target=clients_main, args=(feed.bound_port, clients - silent, silent,
-                                                                      duration, out, ready))
+                                                                      stop, out, ready))
         process.start()
         await asyncio.get_running_loop().run_in_executor(None, ready.get)
-        while feed.client_count() < clients:
+        deadline = time.monotonic() + 120
+        while feed.client_count() < clients and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        print(f"clients connected: {feed.client_count()}", file=sys.stderr)
     source.release(300)  # warm-up, not measured
     while worker.runner.engine.items < 300:
         await asyncio.sleep(0.01)
@@ -119,11 +122,9 @@ async def run_worker(clients: int, silent: int, candles: int, rate: float) -> di
                               "ticks": sorted(ticks.durations)}
     await worker.stop()
     if process is not None:
-        process.terminate()
-        process.join(5)
-        latencies: list[float] = []
-        while not out.empty():
-            latencies = out.get()
+        stop.set()
+        latencies: list[float] = await asyncio.get_running_loop().run_in_executor(None, out.get, True, 60)
+        process.join(10)
         result["latencies"] = sorted(latencies)
     return result
 
