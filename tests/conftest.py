@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,19 @@ def synthetic_candles(count: int, seed: int = 7, interval_ms: int = 60_000,
 def write_candle_file(path: Path, candles: list[Candle]) -> Path:
     path.write_text(HEADER + "".join(format_candle(c) for c in candles), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_worker_logging() -> Iterator[None]:
+    """A worker run in-process installs file handlers on the ``papertrader`` logger and stops propagation; undo
+    that after each test so that later tests (and ``caplog``) see a clean logger."""
+    yield
+    for name in ("papertrader", "papertrader.performance"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+    logging.getLogger("papertrader").propagate = True
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ async def test_fresh_warmup_is_exactly_the_last_closed_candles(tmp_path: Path) -
 async def test_restart_backfills_everything_after_the_cursor(tmp_path: Path) -> None:
     candles = synthetic_candles(200)
     async with FakeBitvavo(candles, start_index=150, speed=1.0) as fake:
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path)))
+        source = BitvavoSource(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
         source.restore({"last_ts": candles[20].ts, "market": None})
         await source.start(None, 50)
         try:
@@ -106,7 +106,7 @@ async def test_restart_backfills_everything_after_the_cursor(tmp_path: Path) -> 
 async def test_backfill_pages_and_speed(tmp_path: Path) -> None:
     candles = synthetic_candles(6000)
     async with FakeBitvavo(candles, start_index=5800, speed=1.0) as fake:
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path)))
+        source = BitvavoSource(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
         source.restore({"last_ts": candles[0].ts, "market": None})
         await source.start(None, 31)
         try:
@@ -163,13 +163,21 @@ async def test_quiet_market_closes_by_exchange_time_and_rest(tmp_path: Path) -> 
 async def test_market_rules_feed_the_broker_and_the_recording_replays(tmp_path: Path) -> None:
     async with FakeBitvavo(synthetic_candles(1200), start_index=300, speed=FAST, tick_size="5",
                            min_order_quote="10", quantity_decimals=4) as fake:
-        live = await live_then_replay(fake, tmp_path, 600)
+        live = await live_then_replay(fake, tmp_path, 600, exchange_market_rules=True)
     assert live["trades"] > 0
     rows = (tmp_path / "live" / "logs" / "trades.csv").read_text().splitlines()[1:]
     prices = [Decimal(row.split(",")[4]) for row in rows]
     assert all(price % 5 == 0 for price in prices), prices[:5]
     assert all(len(row.split(",")[3].split(".")[-1]) <= 4 for row in rows)
     assert (tmp_path / "record.csv.market.json").exists()
+
+
+async def test_by_default_an_exchange_tick_does_not_change_fills(tmp_path: Path) -> None:
+    """The default keeps live fills equal to a replay of the same candles, whatever /markets says."""
+    async with FakeBitvavo(synthetic_candles(1200), start_index=300, speed=FAST, tick_size="5") as fake:
+        live = await live_then_replay(fake, tmp_path, 600)
+    assert live["trades"] > 0
+    assert not (tmp_path / "record.csv.market.json").exists()
 
 
 async def test_no_markets_endpoint_uses_offline_defaults(tmp_path: Path) -> None:
@@ -210,11 +218,11 @@ async def test_restart_keeps_the_market_rules_the_ledger_was_built_with(tmp_path
     stored = {"market": "BTC-EUR", "status": "trading", "tick_size": "1", "quantity_decimals": 6,
               "min_order_quote": "5", "min_order_base": "0.0001"}
     async with FakeBitvavo(candles, start_index=60, speed=1.0, tick_size="0.5") as fake:
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path)))
+        source = BitvavoSource(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
         source.restore({"last_ts": candles[50].ts, "market": stored})
         await source.start(None, 31)
         await source.close()
-        fresh = BitvavoSource(settings(**live_flags(fake, tmp_path)))
+        fresh = BitvavoSource(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
         await fresh.start(None, 31)
         await fresh.close()
     rules = source.market_rules()

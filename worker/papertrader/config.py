@@ -181,7 +181,8 @@ class Settings(BaseSettings):
                                               "before REST may confirm it closed when no newer candle arrived")
     rate_limit_margin: int = Field(50, ge=0, description="weight points kept in reserve before resetat")
     rate_limit_default_wait_seconds: float = Field(60.0, gt=0, description="wait after a 429 without resetat")
-    exchange_market_rules: bool = Field(True, description="use /markets tick size and minimum order sizes")
+    exchange_market_rules: bool = Field(
+        False, description="round fills to /markets tick size and minimums (off: same fills as a replay of the candles)")
 
     # --- observability -------------------------------------------------------------------------------------
     health_check_interval: float = Field(300, gt=0, description="seconds between full health reports (log, "
