@@ -65,7 +65,7 @@ class Engine:
         self.interval_ms = settings.interval_ms
         self.strategy = strategy
         self.store = store
-        self.listeners: list[EngineListener] = listeners or []
+        self.listeners: list[EngineListener] = listeners if listeners is not None else []
         self.recorder = recorder
         self.gate = DataQualityGate(settings.interval_ms, settings.quality_window, settings.quality_outlier_z,
                                     settings.quality_reject_z, settings.enable_data_quality_checks)

@@ -9,6 +9,7 @@ is killed and restarted with the same arguments stops at the same candle as one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -193,7 +194,7 @@ class WorkerRunner:
                     self.finished = True
                     break
                 want = min(want, max_items - engine.items)
-            batch = await source.next_batch(want)
+            batch = await self._next_batch(want)
             if batch is None:
                 self.finished = True
                 break
@@ -230,6 +231,21 @@ class WorkerRunner:
         if self.finished:
             engine.finish()
         await self._commit()
+
+    async def _next_batch(self, want: int) -> list[Any] | None:
+        """The source's next batch; a live source's wait (up to a candle interval) is cut short by a stop request."""
+        if not self.source.live:
+            return await self.source.next_batch(want)
+        fetch = asyncio.ensure_future(self.source.next_batch(want))
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if fetch.done():
+            return fetch.result()
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetch
+        return []
 
     async def _commit(self) -> None:
         """Commit the engine's batch; while storage fails (a full disk), pause trading and retry with backoff.

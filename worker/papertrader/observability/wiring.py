@@ -92,9 +92,7 @@ class Observability:
             listeners.append(self.feed)
         if self.notifier is not None and self.notifier.enabled:
             listeners.append(NotifyListener(self.notifier, self.symbol))
-        runner.listeners.extend(listeners)
-        if runner.engine.listeners is not runner.listeners:  # Engine copies an empty list (``listeners or []``)
-            runner.engine.listeners = runner.listeners
+        runner.listeners.extend(listeners)  # the engine shares this list
         for breaker in runner.breakers.breakers.values():
             breaker.listeners.append(self._on_breaker)
         self.health.listeners.append(self._on_health)
