@@ -20,7 +20,8 @@ PLAIN = {
 
 def run_replay(state_dir: Path, replay_file: Path, monkeypatch: Any = None, **settings: Any) -> dict[str, Any]:
     """Replay ``replay_file`` into ``state_dir``; settings are given by their upper-case names. Returns the summary."""
-    flags = {"source": "replay", "replay_file": replay_file, "state_dir": state_dir}
+    flags = {"source": "replay", "replay_file": replay_file, "state_dir": state_dir, "http_host": "127.0.0.1",
+             "http_port": 0, "ws_port": 0}
     config = state_dir.parent / f"{state_dir.name}.yaml"
     config.write_text("".join(f"{key}: {value}\n" for key, value in settings.items()), encoding="utf-8")
     runner = WorkerRunner(load_settings(flags, config_file=config), console_logs=False)

@@ -17,7 +17,7 @@ from tests.engine.helpers import read_csv
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["run", *args])
+    code = main(["run", "--http-port", "0", "--ws-port", "0", *args])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -24,7 +24,8 @@ COMPARED = ("logs/trades.csv", "logs/portfolio.csv")
 
 
 def _command(state_dir: Path, worker_args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "papertrader.cli", "run", "--state-dir", str(state_dir), *worker_args]
+    return [sys.executable, "-m", "papertrader.cli", "run", "--state-dir", str(state_dir), "--http-port", "0",
+            "--ws-port", "0", *worker_args]
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:

@@ -189,7 +189,11 @@ class HealthMonitor:
         return detail["alive"], detail
 
     def data_age(self) -> float | None:
-        """Seconds since the last candle closed (live sources), or None before the first candle."""
+        """Seconds since the last candle closed, on the exchange's clock when the source keeps one (so local clock
+        skew does not make data look stale or fresh), else on the local clock; None before the first candle."""
+        status_age = self.obs.runner.source.status().get("data_age_ms")
+        if status_age is not None:
+            return status_age / 1000.0
         candle = self.obs.runner.engine.last_candle
         if candle is None:
             return None
@@ -217,6 +221,8 @@ class HealthMonitor:
         breaker = runner.breakers.get("data_collection")
         if breaker is not None and breaker.is_open:
             reasons.append("data_collection circuit breaker open")
+        if runner.storage_error is not None:
+            reasons.append(f"ledger commits failing: {runner.storage_error}")
         return reasons
 
     # --- score -------------------------------------------------------------------------------------------
@@ -270,7 +276,10 @@ class HealthMonitor:
 
         free = self.disk_free_ratio
         score = 100.0 if free >= 0.10 else (50.0 if free >= 0.05 else 0.0)
-        out["ledger"] = {"score": score, "detail": f"disk {free * 100:.1f} % free"}
+        detail = f"disk {free * 100:.1f} % free"
+        if runner.storage_error is not None:
+            score, detail = 0.0, f"ledger commits failing: {runner.storage_error}; {detail}"
+        out["ledger"] = {"score": score, "detail": detail}
 
         lag = max(self.loop_lag, time.monotonic() - self.last_tick - self.probe_interval, 0.0)
         score = 100.0 if lag < 0.1 else 75.0 if lag < 1.0 else 40.0 if lag < self.stall_after else 0.0
