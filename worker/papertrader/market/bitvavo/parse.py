@@ -51,8 +51,10 @@ def parse_candle_row(row: Any) -> Candle:
         raise ParseError(f"candle row is not a 6-element array: {str(row)[:80]}")
     ts = _timestamp(row[0])
     try:
-        values = [float(row[i]) for i in range(1, 6)]
-    except (TypeError, ValueError):
+        values = [float(row[i]) for i in range(1, 6) if not isinstance(row[i], bool)]
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer too large for a float
+        values = []
+    if len(values) < 5:
         values = []
     if ts is None or not values:
         raise ParseError(f"candle row has a non-numeric field: {str(row)[:80]}")
@@ -174,7 +176,7 @@ def _int(value: Any) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float (JSON 1e400)
         return None
 
 
