@@ -143,54 +143,81 @@ class Engine:
         return checkpoint
 
     # --- the pipeline ----------------------------------------------------------------------------------------
+    #: the per-candle stages, in order; each is a method ``_<name>_stage`` (tracing wraps them one by one)
+    STAGES = ("quality", "fill", "features", "prediction", "risk", "persistence")
+
     def process(self, item: Candle | BadRow) -> CandleVerdict:
         """Run one source item through the pipeline."""
         self.items += 1
+        verdict = self._quality_stage(item)
+        if verdict.status == "rejected" or verdict is DUPLICATE:
+            return verdict
+        candle: Candle = item  # type: ignore[assignment]
+        self.accepted += 1
+        filled = self._fill_stage(candle)
+        signal = self._prediction_stage(candle, self._features_stage(candle))
+        self._risk_stage(candle, signal)
+        self._persistence_stage(candle, verdict, filled)
+        return verdict
+
+    def _quality_stage(self, item: Candle | BadRow) -> CandleVerdict:
+        """The data-quality verdict; what enters the gate is recorded (``--record``), rejections are reported."""
         verdict = self.gate.check(item)
         if self.recorder is not None and type(item) is Candle:
             self.recorder.append(format_candle(item))
         if verdict.status == "rejected":
             self._on_rejected(item, verdict)
-            return verdict
-        if verdict is DUPLICATE:
-            return verdict
-        candle: Candle = item  # type: ignore[assignment]
-        self.accepted += 1
+        return verdict
+
+    def _fill_stage(self, candle: Candle) -> bool:
+        """Orders from the last close fill at this open; stops and targets trigger inside the candle."""
         if self.broker is None:
             self._set_rules(self._rules_with_tick(auto_tick_size(candle.open)))
         filled = False
         if self.pending:
             filled = self._execute_pending(candle)
-        portfolio = self.portfolio
-        if portfolio.lots:
+        if self.portfolio.lots:
             filled = self._protective_exits(candle) or filled
+        return filled
+
+    def _features_stage(self, candle: Candle) -> dict[str, float]:
+        return self.features.update(candle)
+
+    def _prediction_stage(self, candle: Candle, values: dict[str, float]) -> Signal | None:
+        """The strategy's signal once features are ready (None before); a model's prediction is published."""
         features = self.features
-        values = features.update(candle)
-        if features.count >= features.lookback:
-            lots = portfolio.lots
-            view = None
-            if lots:
-                view = PositionView(sum(lot.qty_f for lot in lots), lots[0].entry_f, lots[0].entry_ts, len(lots))
-            strategy = self.strategy
-            signal = strategy.on_candle(candle, values, view)
-            if strategy.prediction is not None:
-                for listener in self.listeners:
-                    listener.on_prediction(strategy.prediction)
-                strategy.prediction = None
-            if self.accepted > self.warmup:
-                self.last_signal = signal
-                if signal is not HOLD or lots:
-                    self._decide(candle, signal)
-        equity = portfolio.equity_f(candle.close)
-        for message in self.risk.on_equity(candle.ts, equity):
+        if features.count < features.lookback:
+            return None
+        lots = self.portfolio.lots
+        view = None
+        if lots:
+            view = PositionView(sum(lot.qty_f for lot in lots), lots[0].entry_f, lots[0].entry_ts, len(lots))
+        strategy = self.strategy
+        signal = strategy.on_candle(candle, values, view)
+        if strategy.prediction is not None:
+            for listener in self.listeners:
+                listener.on_prediction(strategy.prediction)
+            strategy.prediction = None
+        return signal
+
+    def _risk_stage(self, candle: Candle, signal: Signal | None) -> None:
+        """After warm-up, turn the signal into orders for the next open; update the portfolio guards."""
+        portfolio = self.portfolio
+        if signal is not None and self.accepted > self.warmup:
+            self.last_signal = signal
+            if signal is not HOLD or portfolio.lots:
+                self._decide(candle, signal)
+        for message in self.risk.on_equity(candle.ts, portfolio.equity_f(candle.close)):
             log.warning("%s %s", self.symbol, message)
             self._events.append((candle.ts, "halt", message))
+
+    def _persistence_stage(self, candle: Candle, verdict: CandleVerdict, filled: bool) -> None:
+        """Buffer the portfolio row (every PORTFOLIO_SNAPSHOT_EVERY candles and after fills) and tell listeners."""
         self.last_candle = candle
         if filled or self.accepted % self._snapshot_every == 0:
             self._snapshot(candle)
         for listener in self.listeners:
             listener.on_candle(candle, verdict)
-        return verdict
 
     def _on_rejected(self, item: Candle | BadRow, verdict: CandleVerdict) -> None:
         reason = verdict.reasons[0]

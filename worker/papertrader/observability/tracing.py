@@ -14,9 +14,8 @@ Spans of one candle trace: root ``candle`` (symbol, candle time, verdict, signal
 ``quality``, ``fill``, ``features``, ``prediction``, ``risk``, ``persistence`` (the candle's ledger buffering);
 the runner's ledger commit is a ``commit`` span under the last traced candle of the batch (live: every candle).
 
-The untraced path is untouched: :class:`EngineTracer` replaces ``engine.process`` on the instance only when
-tracing is on. :meth:`EngineTracer.traced_process` mirrors ``Engine.process`` stage by stage; a test checks that
-both give the same trades.
+The untraced path is untouched: :class:`EngineTracer` wraps ``process`` and the stage methods of one engine
+instance only when tracing is on; the stages run the same code either way (a test checks identical trades).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from papertrader.events import HOLD, CandleVerdict
+from papertrader.events import CandleVerdict
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
@@ -123,158 +122,126 @@ class Tracing:
 
 
 class EngineTracer:
-    """Swaps a traced ``process`` (and ``commit``) into one engine instance."""
+    """Traces one engine instance: a root span per candle around ``process`` and a child span around each of
+    ``Engine.STAGES``. The wrappers are instance attributes, so the class (and every untraced engine) is untouched
+    and the stages run exactly the same code traced or not."""
 
     def __init__(self, engine: Engine, tracer: Any, stride: int = 1, sampler_decides: bool = False) -> None:
         from opentelemetry import context, trace
 
         self._context = context
+        self._trace = trace
         self.engine = engine
         self.tracer = tracer
         self.stride = max(1, stride)
         self.sampler_decides = sampler_decides
-        self._trace = trace
         self._count = 0
-        self._fast_process = engine.process
-        self._fast_commit = engine.commit
+        self._originals: dict[str, Any] = {}
+        self._root: Any = None  # the current candle's root span while it is traced
+        self._root_ctx: Any = None
         self._last_root_ctx: Any = None
         self._since_commit = 0
         self.traced = 0
 
     def install(self) -> None:
-        self.engine.process = self.process  # type: ignore[method-assign]
-        self.engine.commit = self.commit  # type: ignore[method-assign]
+        engine = self.engine
+        for name in ("process", "commit", *(f"_{stage}_stage" for stage in engine.STAGES)):
+            self._originals[name] = getattr(engine, name)
+        engine.process = self.process  # type: ignore[method-assign]
+        engine.commit = self.commit  # type: ignore[method-assign]
+        for stage in engine.STAGES:
+            setattr(engine, f"_{stage}_stage", self._traced_stage(stage, self._originals[f"_{stage}_stage"]))
 
     def uninstall(self) -> None:
-        self.engine.__dict__.pop("process", None)
-        self.engine.__dict__.pop("commit", None)
+        for name in self._originals:
+            self.engine.__dict__.pop(name, None)
 
     def process(self, item: Any) -> CandleVerdict:
+        """Trace every ``stride``-th candle (or what the SDK sampler keeps) under a root ``candle`` span."""
         self._since_commit += 1
+        process = self._originals["process"]
         if self.stride > 1:
             self._count += 1
             if self._count < self.stride:
-                return self._fast_process(item)
+                return process(item)
             self._count = 0
-        return self.traced_process(item)
-
-    def commit(self, cursor: dict[str, Any]) -> float:
-        ctx, self._last_root_ctx = self._last_root_ctx, None
-        batch, self._since_commit = self._since_commit, 0
-        if ctx is None:
-            return self._fast_commit(cursor)
-        span = self.tracer.start_span("commit", context=ctx, attributes={"batch.items": batch})
-        try:
-            return self._fast_commit(cursor)
-        finally:
-            span.end()
-
-    def traced_process(self, item: Any) -> CandleVerdict:  # noqa: C901 - mirrors Engine.process
-        """``Engine.process`` with spans (keep in step with it)."""
-        from papertrader.broker.market_rules import auto_tick_size
-        from papertrader.quality import DUPLICATE
-        from papertrader.strategy.base import PositionView
-
-        engine, tracer, trace = self.engine, self.tracer, self._trace
-        is_candle = type(item) is Candle
-        attributes: dict[str, Any] = {"symbol": engine.symbol}
-        if is_candle:
+        attributes: dict[str, Any] = {"symbol": self.engine.symbol}
+        if type(item) is Candle:
             attributes["candle.ts"] = item.ts
-        root = tracer.start_span("candle", attributes=attributes)
+        root = self.tracer.start_span("candle", attributes=attributes)
         if self.sampler_decides and not root.is_recording():
             root.end()
-            return self._fast_process(item)
+            return process(item)
         self.traced += 1
-        ctx = trace.set_span_in_context(root)
-        self._last_root_ctx = ctx
-        token = self._context.attach(ctx)
+        self._root = root
+        self._root_ctx = self._last_root_ctx = self._trace.set_span_in_context(root)
+        token = self._context.attach(self._root_ctx)
         try:
-            engine.items += 1
-            span = tracer.start_span("quality", context=ctx)
-            verdict = engine.gate.check(item)
-            span.set_attribute("verdict", verdict.status)
-            span.end()
+            verdict = process(item)
             root.set_attribute("verdict", verdict.status)
-            if engine.recorder is not None and is_candle:
-                engine.recorder.write(item)
-            if verdict.status == "rejected":
-                root.set_attribute("reject.reason", verdict.reasons[0] if verdict.reasons else "")
-                engine._on_rejected(item, verdict)
-                return verdict
-            if verdict is DUPLICATE:
-                return verdict
-            candle: Candle = item
-            engine.accepted += 1
-            if engine.broker is None:
-                engine._set_rules(engine._rules_with_tick(auto_tick_size(candle.open)))
-
-            span = tracer.start_span("fill", context=ctx)
-            fills_before = engine.portfolio.fills
-            filled = False
-            if engine.pending:
-                filled = engine._execute_pending(candle)
-            portfolio = engine.portfolio
-            if portfolio.lots:
-                filled = engine._protective_exits(candle) or filled
-            span.set_attribute("fills", portfolio.fills - fills_before)
-            span.end()
-
-            span = tracer.start_span("features", context=ctx)
-            features = engine.features
-            values = features.update(candle)
-            span.end()
-
-            span = tracer.start_span("prediction", context=ctx)
-            signal = None
-            lots = portfolio.lots
-            if features.count >= features.lookback:
-                view = None
-                if lots:
-                    view = PositionView(sum(lot.qty_f for lot in lots), lots[0].entry_f, lots[0].entry_ts,
-                                        len(lots))
-                strategy = engine.strategy
-                signal = strategy.on_candle(candle, values, view)
-                if strategy.prediction is not None:
-                    span.set_attribute("probability_up", strategy.prediction.probability_up)
-                    for listener in engine.listeners:
-                        listener.on_prediction(strategy.prediction)
-                    strategy.prediction = None
-                span.set_attribute("signal", signal.side)
-                root.set_attribute("signal", signal.side)
-            else:
-                span.set_attribute("skipped", "feature lookback")
-            span.end()
-
-            span = tracer.start_span("risk", context=ctx)
-            pending_before = len(engine.pending)
-            if signal is not None and engine.accepted > engine.warmup:
-                engine.last_signal = signal
-                if signal is not HOLD or lots:
-                    engine._decide(candle, signal)
-            equity = portfolio.equity_f(candle.close)
-            for message in engine.risk.on_equity(candle.ts, equity):
-                engine_log = logging.getLogger("papertrader.engine")
-                engine_log.warning("%s %s", engine.symbol, message)
-                engine._events.append((candle.ts, "halt", message))
-            new_orders = engine.pending[pending_before:]
-            if new_orders:
-                order = ", ".join(f"{o.side}:{o.reason}" for o in new_orders)
-                span.set_attribute("order", order)
-                root.set_attribute("order", order)
-            span.end()
-
-            span = tracer.start_span("persistence", context=ctx)
-            engine.last_candle = candle
-            if filled or engine.accepted % engine._snapshot_every == 0:
-                engine._snapshot(candle)
-                span.set_attribute("snapshot", True)
-            span.end()
-            for listener in engine.listeners:
-                listener.on_candle(candle, verdict)
+            if verdict.status == "rejected" and verdict.reasons:
+                root.set_attribute("reject.reason", verdict.reasons[0])
             return verdict
         finally:
             self._context.detach(token)
             root.end()
+            self._root = self._root_ctx = None
+
+    def _traced_stage(self, stage: str, original: Any) -> Any:
+        describe = _STAGE_ATTRIBUTES.get(stage)
+
+        def traced(*args: Any) -> Any:
+            if self._root is None:  # this candle is not traced
+                return original(*args)
+            before = describe.before(self.engine) if describe else None
+            span = self.tracer.start_span(stage, context=self._root_ctx)
+            try:
+                result = original(*args)
+            finally:
+                if describe:
+                    for key, value in describe.after(self.engine, before, result).items():
+                        span.set_attribute(key, value)
+                        if key in ("signal", "order"):
+                            self._root.set_attribute(key, value)
+                span.end()
+            return result
+
+        return traced
+
+    def commit(self, cursor: dict[str, Any]) -> float:
+        """A ``commit`` span under the last traced candle of the batch."""
+        commit = self._originals["commit"]
+        ctx, self._last_root_ctx = self._last_root_ctx, None
+        batch, self._since_commit = self._since_commit, 0
+        if ctx is None:
+            return commit(cursor)
+        span = self.tracer.start_span("commit", context=ctx, attributes={"batch.items": batch})
+        try:
+            return commit(cursor)
+        finally:
+            span.end()
+
+
+class _StageAttributes:
+    """What a stage's span says: ``before`` snapshots engine state, ``after`` turns the change into attributes."""
+
+    def __init__(self, before: Any, after: Any) -> None:
+        self.before = before
+        self.after = after
+
+
+_STAGE_ATTRIBUTES: dict[str, _StageAttributes] = {
+    "quality": _StageAttributes(lambda engine: None, lambda engine, _, verdict: {"verdict": verdict.status}),
+    "fill": _StageAttributes(lambda engine: engine.portfolio.fills,
+                             lambda engine, fills, _: {"fills": engine.portfolio.fills - fills}),
+    "prediction": _StageAttributes(
+        lambda engine: None,
+        lambda engine, _, signal: {"signal": signal.side} if signal is not None else {"skipped": "feature lookback"}),
+    "risk": _StageAttributes(
+        lambda engine: len(engine.pending),
+        lambda engine, pending, _: ({"order": ", ".join(f"{o.side}:{o.reason}" for o in engine.pending[pending:])}
+                                    if len(engine.pending) > pending else {})),
+}
 
 
 def sampling_stride(settings: Any, live_or_paced: bool, env: Mapping[str, str] | None = None) -> int:
