@@ -34,6 +34,7 @@ from typing import Any, Self
 
 from aiohttp import WSMsgType, web
 
+from papertrader.aio import cancel_and_wait
 from papertrader.market.candle import Candle, interval_ms
 from papertrader.market.candle_file import CandleFileReader
 
@@ -165,12 +166,7 @@ class FakeBitvavo:
         return self
 
     async def stop(self) -> None:
-        if self._driver is not None:
-            self._driver.cancel()
-            try:
-                await self._driver
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._driver)
         for ws in list(self._clients):
             await ws.close()
         if self._runner is not None:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from papertrader.aio import cancel_and_wait
 
 if TYPE_CHECKING:
     from papertrader.observability.wiring import Observability
@@ -93,12 +94,7 @@ class HealthMonitor:
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         next_report = time.monotonic() + self.report_interval

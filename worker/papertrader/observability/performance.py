@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from papertrader.aio import cancel_and_wait
 from papertrader.logs import PERFORMANCE_LOGGER
 from papertrader.observability.metrics import exchange_request_stats
 
@@ -166,12 +167,7 @@ class PerformanceMonitor:
         self._task = asyncio.create_task(self._run(), name="performance-report")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         try:
             self.report()
         except Exception:  # noqa: BLE001 - best effort final report
