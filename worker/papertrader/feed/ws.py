@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from papertrader.features.cache import TtlCache
 from papertrader.events import BaseListener, CandleVerdict, Fill, PortfolioSnapshot, Prediction
 from papertrader.market.candle import Candle
 
@@ -103,6 +104,8 @@ class WsFeed(BaseListener):
         self.ignored_inputs = 0
         self.messages_sent = 0
         self.recent_trades: deque[Fill] = deque(maxlen=RECENT_TRADES)
+        settings = obs.runner.settings
+        self.cache: TtlCache[str] = TtlCache(settings.feature_cache_size, settings.cache_ttl_seconds)
         self._trades: deque[Fill] = deque(maxlen=MAX_PENDING_TRADES)
         self._candle: tuple[Candle, CandleVerdict] | None = None
         self._prediction: Prediction | None = None
@@ -171,7 +174,7 @@ class WsFeed(BaseListener):
 
     async def _handler(self, ws: ServerConnection) -> None:
         client = _Client(ws, self.queue_size)
-        client.queue.put_nowait(dumps(self._message("snapshot", self.snapshot())))
+        client.queue.put_nowait(self.snapshot())
         self.clients.add(client)
         client.task = asyncio.create_task(self._send_loop(client))
         try:
@@ -207,7 +210,7 @@ class WsFeed(BaseListener):
         if kind == "ping":
             self._enqueue(client, dumps(self._message("pong", {})))
         elif kind == "snapshot":
-            self._enqueue(client, dumps(self._message("snapshot", self.snapshot())))
+            self._enqueue(client, self.snapshot())
         else:
             self.ignored_inputs += 1
             if self.ignored_inputs <= 10 or self.ignored_inputs % 1000 == 0:
@@ -244,17 +247,26 @@ class WsFeed(BaseListener):
     def _message(self, kind: str, data: Any) -> dict[str, Any]:
         return {"type": kind, "symbol": self.symbol, "time": time.time(), "data": data}
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> str:
+        """The serialised ``snapshot`` message for a new client. It is built once per engine position (the seed's
+        feature cache, FEATURE_CACHE_SIZE / CACHE_TTL_SECONDS): a thousand clients connecting between two candles
+        cost one health report, summary and serialisation, not a thousand."""
+        engine = self.obs.runner.engine
+        return self.cache.get_or_compute((engine.items, engine.portfolio.fills, tuple(engine.risk.state.halts)),
+                                         self._build_snapshot)
+
+    def _build_snapshot(self) -> str:
         engine = self.obs.runner.engine
         candle = engine.last_candle
         snapshot = engine.portfolio.snapshot(candle.ts, candle.close) if candle is not None else None
-        return {
+        return dumps(self._message("snapshot", {
             "health": self.obs.health.report(),
             "portfolio": portfolio_data(snapshot) if snapshot is not None else None,
             "candle": candle_data(candle) if candle is not None else None,
+            "features": {name: value for name, value in engine.features.values.items() if value == value},
             "recent_trades": [fill_data(fill) for fill in self.recent_trades],
             "summary": engine.summary(),
-        }
+        }))
 
     def pending_messages(self) -> list[str]:
         """Serialise what the engine reported since the last flush (each message once)."""

@@ -218,19 +218,11 @@ class Observability:
         return {"version": version, "age_seconds": age, "required": required, "loaded": loaded}
 
     def cache_hit_ratio(self) -> float | None:
-        engine = self.runner.engine
-        try:
-            status = engine.strategy.status() or {}
-        except Exception:  # noqa: BLE001
-            status = {}
-        for key in ("feature_cache_hit_ratio", "cache_hit_ratio"):
-            if status.get(key) is not None:
-                return float(status[key])
-        for owner in (engine.features, engine.strategy):
-            cache = getattr(owner, "cache", None)
-            if cache is not None and hasattr(cache, "hit_ratio"):
-                return float(cache.hit_ratio)
-        return None
+        """Hit ratio of the snapshot cache (FEATURE_CACHE_SIZE / CACHE_TTL_SECONDS), None before any lookup."""
+        cache = self.feed.cache if self.feed is not None else None
+        if cache is None or cache.hits + cache.misses == 0:
+            return None
+        return cache.hit_ratio
 
     def source_connected(self) -> bool:
         try:
