@@ -56,8 +56,9 @@ SPEC_SCHEMA: dict[str, Any] = {
                    "description": "Candle source: synthetic (seeded, offline), replay (a candle file) or bitvavo."},
         "replayFile": {"type": "string", "minLength": 1, "maxLength": 1024,
                        "description": "Candle CSV path inside the worker container; required with source replay."},
-        "speed": {"type": "string", "default": "realtime", "pattern": r"^(max|realtime|[0-9]+(\.[0-9]+)?)$",
-                  "description": "Replay/synthetic pace: max, realtime or a factor."},
+        "speed": {"type": "string", "default": "realtime",
+                  "pattern": r"^(max|realtime|[0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$",
+                  "description": "Replay/synthetic pace: max, realtime or a positive factor."},
         "candleInterval": {"type": "string", "enum": CANDLE_INTERVALS, "default": "1m"},
         "strategy": {
             "type": "object", "default": {},

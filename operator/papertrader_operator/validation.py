@@ -117,7 +117,29 @@ def _validate_json(spec_json: str, old_json: str, schema_json: str) -> tuple[dic
     if not errors:  # CEL runs on schema-valid objects only, as in the API server
         old = apply_defaults(schema, old_spec) if isinstance(old_spec, dict) else None
         errors = cel_errors(defaulted, old, schema)
+    if not errors:
+        errors = worker_config_errors(defaulted)
     return defaulted, tuple(errors)
+
+
+def worker_config_errors(spec: dict[str, Any]) -> list[str]:
+    """The worker's own settings check on the configuration the operator would render (extraConfig included), so
+    that a spec is refused here rather than by crash-looping workers. Skipped when the worker package is absent."""
+    try:
+        from papertrader.config import ConfigError, check_settings
+    except ImportError:  # pragma: no cover - the operator installed without the worker
+        return []
+    from papertrader_operator.children import worker_config
+
+    values = worker_config(spec, spec["symbols"][0])
+    if "replayFile" in spec:
+        values["REPLAY_FILE"] = spec["replayFile"]
+    try:
+        check_settings(values)
+    except ConfigError as exc:
+        field = "spec.extraConfig" if spec.get("extraConfig") else "spec"
+        return [f"{field}: the worker would refuse this configuration: {exc}"]
+    return []
 
 
 CHILD_NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

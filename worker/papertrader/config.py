@@ -329,6 +329,29 @@ def load_settings(
         raise ConfigError(_one_line(exc)) from None
 
 
+class _ValuesOnly(Settings):
+    """Settings from keyword arguments alone (no environment, ``.env`` or ``--config``)."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **others: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def check_settings(values: dict[str, Any]) -> None:
+    """Check a mapping of worker settings (names in any case) as a ``--config`` file would give them, ignoring this
+    process's environment; raise :class:`ConfigError` (one line) for an unknown name or a value the worker refuses.
+    The operator uses it so that it never accepts a spec whose workers would refuse their configuration."""
+    known = set(Settings.model_fields)
+    for key in values:
+        if str(key).lower() not in known:
+            raise ConfigError(f"unknown setting {str(key).upper()}")
+    try:
+        _ValuesOnly(**{str(key).lower(): value for key, value in values.items()})
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
 def _one_line(exc: ValidationError) -> str:
     """Turn the first pydantic error into ``invalid setting NAME=value: what is allowed``."""
     error = exc.errors()[0]
