@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import multiprocessing
 import os
 import sys
 import tempfile
-import multiprocessing
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 class _Sink(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -60,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--candles", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     # the receiver runs in its own process so that it does not compete with the worker for the GIL
     ready: multiprocessing.Queue[int] = multiprocessing.Queue()
@@ -75,6 +77,10 @@ def main() -> None:
     base = results["off"]
     for name, rate in results.items():
         print(f"{name:18s} {rate:10.0f} candles/s   ratio {rate / base:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"candles": args.candles, "repeat": args.repeat, "candles_per_s": results,
+                                         "ratio_to_off": {k: v / base for k, v in results.items()}}, indent=2) + "\n",
+                             encoding="utf-8")
     sink.terminate()
 
 

@@ -1,12 +1,19 @@
-"""WebSocket fan-out with 1,000 clients on 127.0.0.1 (some never read) vs none.
+"""WebSocket fan-out with 1,000 clients on 127.0.0.1 (some never read, some hostile) vs none.
 
-    python benchmarks/ws_fanout.py [--clients 1000] [--silent 100] [--candles 1500] [--rate 50]
+    python benchmarks/ws_fanout.py [--clients 1000] [--silent 100] [--hostile 50] [--candles 1500] [--rate 50]
+    python benchmarks/ws_fanout.py --json out.json   # also write the figures as JSON
 
 A worker runs in this process with a live-like source that delivers one candle every 1/rate s. The clients run
 in a separate process (so they do not share the worker's GIL): ``clients - silent`` read every message and
 record ``receive time - message["time"]`` (fan-out latency, server flush to client); ``silent`` ones complete
 the handshake and never read. Prints fan-out p50/p99 and the engine's per-candle latency (candle in, decision
 committed: ``on_tick_done``) p50/p99 with and without clients, plus slow-client disconnects.
+
+``hostile`` clients (part of ``clients``) cycle through: garbage text and binary frames (ignored, the client keeps
+receiving), frames over 4 KiB (closed with 1009), a ping flood without reading (dropped as slow), a stalled
+half-sent handshake, and connect/abort churn. Each reading client records the last candle it received: at these
+rates candles are conflated per flush (WS_FLUSH_INTERVAL), but every reader must end on the engine's last candle
+(``readers_complete``).
 """
 
 from __future__ import annotations
@@ -33,13 +40,75 @@ def _raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
 
-def clients_main(port: int, readers: int, silent: int, stop: Any, out: Any, ready: Any) -> None:
+HOSTILE_KINDS = ("garbage", "oversize", "ping_flood", "half_handshake", "churn")
+
+
+async def hostile_client(kind: str, port: int, stop: Any, stats: dict[str, int]) -> None:
+    """One misbehaving client; ``stats`` counts what happened (by outcome)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    url = f"ws://127.0.0.1:{port}"
+
+    def bump(key: str) -> None:
+        stats[key] = stats.get(key, 0) + 1
+
+    try:
+        if kind == "half_handshake":
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websock")  # and never finishes
+            await writer.drain()
+            try:
+                await asyncio.wait_for(reader.read(), 60)
+                bump("half_handshake_closed_by_server")
+            except TimeoutError:
+                bump("half_handshake_still_open")
+            writer.close()
+        elif kind == "churn":
+            while not stop.is_set():
+                ws = await connect(url, open_timeout=30)
+                await ws.recv()  # the snapshot
+                ws.transport.abort()  # no close frame
+                bump("churn_cycles")
+                await asyncio.sleep(0.05)
+        else:
+            async with connect(url, max_size=2**22, open_timeout=30, ping_interval=None) as ws:
+                if kind == "garbage":
+                    for payload in ("not json", "{\"type\": \"nope\"}", "[1,2]", b"\x00\xff binary", "{"):
+                        await ws.send(payload)
+                    while not stop.is_set():
+                        try:
+                            await asyncio.wait_for(ws.recv(), 0.5)
+                            bump("garbage_messages_received")
+                        except TimeoutError:
+                            continue
+                elif kind == "oversize":
+                    await ws.send("x" * 8192)
+                    try:
+                        while True:
+                            await ws.recv()
+                    except ConnectionClosed as closed:
+                        bump(f"oversize_closed_{closed.rcvd.code if closed.rcvd else 'none'}")
+                elif kind == "ping_flood":
+                    try:
+                        while not stop.is_set():
+                            await ws.send('{"type": "ping"}')
+                            await asyncio.sleep(0)
+                    except ConnectionClosed as closed:
+                        bump(f"ping_flood_closed_{closed.rcvd.code if closed.rcvd else 'none'}")
+    except (TimeoutError, OSError, ConnectionClosed) as exc:
+        bump(f"{kind}_error_{type(exc).__name__}")
+
+
+def clients_main(port: int, readers: int, silent: int, stop: Any, out: Any, ready: Any, hostile: int = 0) -> None:
     _raise_fd_limit()
 
     async def main() -> None:
         from websockets.asyncio.client import connect
 
         latencies: list[float] = []
+        counts: list[tuple[int, int]] = []
+        hostile_stats: dict[str, int] = {}
         socks = []
         for _ in range(silent):
             s = socket.socket()
@@ -53,22 +122,34 @@ def clients_main(port: int, readers: int, silent: int, stop: Any, out: Any, read
             connections.append(await connect(f"ws://127.0.0.1:{port}", max_size=2**22, open_timeout=30))
 
         async def read(ws: Any) -> None:
+            seen = last_ts = 0
             try:
                 async for raw in ws:
                     now = time.time()
                     message = json.loads(raw)
                     if message["type"] == "candle":
                         latencies.append(now - message["time"])
-            except Exception:  # noqa: BLE001
+                        seen += 1
+                        last_ts = message["data"]["ts"]
+            except BaseException:  # noqa: BLE001, S110 - cancelled at the end, or closed
                 pass
+            finally:
+                counts.append((seen, last_ts))
 
+        stop_hostile = asyncio.Event()
         tasks = [asyncio.create_task(read(ws)) for ws in connections]
+        hostiles = [asyncio.create_task(hostile_client(HOSTILE_KINDS[i % len(HOSTILE_KINDS)], port, stop_hostile,
+                                                       hostile_stats)) for i in range(hostile)]
         ready.put(True)
         while not stop.is_set():
             await asyncio.sleep(0.2)
-        for task in tasks:
+        stop_hostile.set()
+        if hostiles:
+            await asyncio.wait(hostiles, timeout=5)
+        for task in tasks + hostiles:
             task.cancel()
-        out.put(latencies)
+        await asyncio.gather(*tasks, *hostiles, return_exceptions=True)
+        out.put({"latencies": latencies, "counts": counts, "hostile": hostile_stats})
 
     asyncio.run(main())
 
@@ -84,7 +165,7 @@ class _Ticks:
         self.durations.append(duration)
 
 
-async def run_worker(clients: int, silent: int, candles: int, rate: float) -> dict[str, Any]:
+async def run_worker(clients: int, silent: int, candles: int, rate: float, hostile: int = 0) -> dict[str, Any]:
     from observability.helpers import ScriptedSource, Worker, settings_for
 
     tmp = Path(tempfile.mkdtemp())
@@ -99,12 +180,13 @@ async def run_worker(clients: int, silent: int, candles: int, rate: float) -> di
     ready: Any = multiprocessing.Queue()
     stop: Any = multiprocessing.Event()
     if clients:
-        process = multiprocessing.Process(target=clients_main, args=(feed.bound_port, clients - silent, silent,
-                                                                      stop, out, ready))
+        process = multiprocessing.Process(target=clients_main, args=(feed.bound_port, clients - silent - hostile,
+                                                                      silent, stop, out, ready, hostile))
         process.start()
         await asyncio.get_running_loop().run_in_executor(None, ready.get)
         deadline = time.monotonic() + 120
-        while feed.client_count() < clients and time.monotonic() < deadline:
+        # half-sent handshakes never become clients; churners come and go
+        while feed.client_count() < clients - hostile * 2 // len(HOSTILE_KINDS) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         print(f"clients connected: {feed.client_count()}", file=sys.stderr)
     source.release(300)  # warm-up, not measured
@@ -119,13 +201,23 @@ async def run_worker(clients: int, silent: int, candles: int, rate: float) -> di
         await asyncio.sleep(0.01)
     await asyncio.sleep(1.0)
     result: dict[str, Any] = {"clients": feed.client_count(), "slow_disconnects": feed.slow_disconnects,
-                              "ticks": sorted(ticks.durations)}
+                              "ticks": sorted(ticks.durations), "candles_processed": worker.runner.engine.items,
+                              "ignored_inputs": feed.ignored_inputs}
+    status, _ = await worker.get("/healthz")
+    result["healthz_status"] = status
     await worker.stop()
     if process is not None:
         stop.set()
-        latencies: list[float] = await asyncio.get_running_loop().run_in_executor(None, out.get, True, 60)
+        received = await asyncio.get_running_loop().run_in_executor(None, out.get, True, 60)
         process.join(10)
-        result["latencies"] = sorted(latencies)
+        result["latencies"] = sorted(received["latencies"])
+        counts = received["counts"]
+        result["readers"] = len(counts)
+        last_ts = worker.runner.engine.last_candle.ts
+        result["readers_complete"] = sum(1 for _, ts in counts if ts == last_ts)
+        result["candles_per_reader_min"] = min((c for c, _ in counts), default=0)
+        result["candles_per_reader_max"] = max((c for c, _ in counts), default=0)
+        result["hostile"] = received["hostile"]
     return result
 
 
@@ -133,26 +225,52 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
+def summarize(base: dict[str, Any], loaded: dict[str, Any], args: Any) -> dict[str, Any]:
+    lat = loaded.get("latencies", [])
+    return {
+        "clients": args.clients, "silent": args.silent, "hostile": args.hostile, "candles": args.candles,
+        "rate": args.rate,
+        "engine_p50_us_no_clients": pct(base["ticks"], .5) * 1e6,
+        "engine_p99_us_no_clients": pct(base["ticks"], .99) * 1e6,
+        "engine_p50_us_clients": pct(loaded["ticks"], .5) * 1e6,
+        "engine_p99_us_clients": pct(loaded["ticks"], .99) * 1e6,
+        "engine_p99_ratio": pct(loaded["ticks"], .99) / pct(base["ticks"], .99),
+        "fanout_p50_ms": pct(lat, .5) * 1e3, "fanout_p99_ms": pct(lat, .99) * 1e3, "fanout_messages": len(lat),
+        "readers": loaded.get("readers", 0), "readers_complete": loaded.get("readers_complete", 0),
+        "candles_per_reader_min": loaded.get("candles_per_reader_min", 0),
+        "candles_per_reader_max": loaded.get("candles_per_reader_max", 0),
+        "slow_disconnects": loaded["slow_disconnects"], "clients_left": loaded["clients"],
+        "candles_processed": loaded["candles_processed"], "healthz_status": loaded["healthz_status"],
+        "ignored_inputs": loaded["ignored_inputs"], "hostile_outcomes": loaded.get("hostile", {}),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--silent", type=int, default=100)
+    parser.add_argument("--hostile", type=int, default=0, help="misbehaving clients (part of --clients)")
     parser.add_argument("--candles", type=int, default=1500)
     parser.add_argument("--rate", type=float, default=50.0, help="candles per second")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     _raise_fd_limit()
     base = asyncio.run(run_worker(0, 0, args.candles, args.rate))
-    loaded = asyncio.run(run_worker(args.clients, args.silent, args.candles, args.rate))
-    for name, r in (("no clients", base), (f"{args.clients} clients ({args.silent} silent)", loaded)):
+    loaded = asyncio.run(run_worker(args.clients, args.silent, args.candles, args.rate, args.hostile))
+    label = f"{args.clients} clients ({args.silent} silent, {args.hostile} hostile)"
+    for name, r in (("no clients", base), (label, loaded)):
         t = r["ticks"]
         print(f"{name:28s} engine candle latency p50 {pct(t, .5) * 1e6:8.1f} us  p99 {pct(t, .99) * 1e6:8.1f} us"
               f"  (n={len(t)})")
-    lat = loaded.get("latencies", [])
-    print(f"fan-out latency (flush -> client, candle messages): p50 {pct(lat, .5) * 1e3:.1f} ms  "
-          f"p99 {pct(lat, .99) * 1e3:.1f} ms  (n={len(lat)})")
+    summary = summarize(base, loaded, args)
+    print(f"fan-out latency (flush -> client, candle messages): p50 {summary['fanout_p50_ms']:.1f} ms  "
+          f"p99 {summary['fanout_p99_ms']:.1f} ms  (n={summary['fanout_messages']})")
+    print(f"readers that got the last candle: {summary['readers_complete']}/{summary['readers']}; "
+          f"hostile outcomes: {summary['hostile_outcomes']}")
     print(f"slow clients disconnected: {loaded['slow_disconnects']}, clients left: {loaded['clients']}")
-    ratio = pct(loaded["ticks"], .99) / pct(base["ticks"], .99)
-    print(f"engine p99 ratio with/without clients: {ratio:.3f}")
+    print(f"engine p99 ratio with/without clients: {summary['engine_p99_ratio']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _ = statistics
 
 

@@ -1,0 +1,10 @@
+"""Load tests drive the scripts in benchmarks/ (small and bounded here; the full sizes are marked slow)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
