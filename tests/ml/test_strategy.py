@@ -155,6 +155,7 @@ def _new_version(root: Path, version: str, mutate=None) -> str:
 def test_hot_swap_is_atomic_and_recorded(tmp_path):
     root = _copy_demo(tmp_path)
     strategy = make(tmp_path, model=root)
+    strategy.reload_min_seconds = 0.0  # check the pointer at every candle (default: at most once a second)
     old = strategy.predictor.version
     engine = FeatureEngine(strategy.required_features())
     candles = sample_candles(400)
@@ -177,6 +178,7 @@ def test_hot_swap_is_atomic_and_recorded(tmp_path):
 def test_hot_swap_refuses_other_features_and_keeps_the_old_model(tmp_path, caplog):
     root = _copy_demo(tmp_path)
     strategy = make(tmp_path, model=root)
+    strategy.reload_min_seconds = 0.0
     old = strategy.predictor.version
     _new_version(root, "v-bad", lambda m: m.update(feature_names=m["feature_names"][:-1] + ["rsi_7"]))
     artifact.set_current(root, "v-bad")
@@ -188,6 +190,29 @@ def test_hot_swap_refuses_other_features_and_keeps_the_old_model(tmp_path, caplo
     artifact.set_current(root, "v-worse")
     feed(strategy, sample_candles(150))
     assert strategy.predictor.version == old and "corrupt metadata" in caplog.text
+
+
+def test_pointer_checks_are_throttled_in_time(tmp_path, monkeypatch):
+    """A replay does not stat the pointer file per candle: at most once per reload_min_seconds."""
+    root = _copy_demo(tmp_path)
+    strategy = make(tmp_path, model=root)
+    clock = [1000.0]
+    monkeypatch.setattr("papertrader.strategy.ml.time.monotonic", lambda: clock[0])
+    stats = []
+    real = strategy._stat_pointer
+    monkeypatch.setattr(strategy, "_stat_pointer", lambda: stats.append(1) or real())
+    candles = sample_candles(300)
+    engine = FeatureEngine(strategy.required_features())
+    feed(strategy, candles[:200], engine)
+    assert len(stats) == 1  # the first candle; then the clock did not move
+    _new_version(root, "v-new")
+    artifact.set_current(root, "v-new")
+    feed(strategy, candles[200:210], engine)
+    assert strategy.predictor.version != "v-new" and len(stats) == 1
+    clock[0] += strategy.reload_min_seconds
+    feed(strategy, candles[210:220], engine)
+    assert strategy.predictor.version == "v-new" and len(stats) == 2
+    assert strategy.swaps[0]["ts"] == candles[210].ts
 
 
 def test_pinned_version_disables_hot_swap(tmp_path):

@@ -1,9 +1,11 @@
 """Per-candle inference for the worker: a loaded, validated model plus its scaler.
 
-``Predictor.predict(window)`` takes the ``(seq_len, F)`` float32 window of *scaled* feature vectors and returns
-P(label = 1). It runs under ``torch.inference_mode``; for the default ``tconv`` architecture it calls the two
-matrix-vector products directly (no module dispatch), which is what keeps one prediction around 30-40 us on one
-thread. The same code path serves replay and live candles, so their decisions are identical.
+``Predictor.predict(window)`` takes the window of *scaled* feature vectors, oldest row first — a ``(seq_len, F)``
+float32 array, or (the worker's hot path) a flat float32 tensor of ``seq_len * F`` values, typically a view into
+the strategy's ring buffer — and returns P(label = 1). It runs under ``torch.inference_mode`` (one reused context
+object); for the default ``tconv`` architecture it calls ``addmv`` into a preallocated hidden vector, ``relu_`` and
+``dot`` directly (no module dispatch, no allocation but the 0-d result), about 15-25 us on one thread. The same
+code path serves replay and live candles, so their decisions are identical.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Predictor:
             self._b1 = state["conv.bias"].contiguous()
             self._w2 = state["head.weight"].reshape(-1).contiguous()
             self._b2 = float(state["head.bias"].reshape(-1)[0])
+            self._hidden = torch.empty(self._b1.shape[0], dtype=self._b1.dtype)
+        self._inference = torch.inference_mode()  # entered per call; reusing one object saves ~2 us
 
     def scale(self, vector: list[float]) -> list[float]:
         """One raw feature vector (feature order) -> the scaled row (float64; stored as float32 in the window).
@@ -67,15 +71,30 @@ class Predictor:
             out.append(lo if z < lo else hi if z > hi else z)  # NaN passes through, as in np.clip
         return out
 
-    def predict(self, window: np.ndarray) -> float:
-        """P(up) for one ``(seq_len, F)`` float32 window, oldest row first."""
-        with torch.inference_mode():
-            x = torch.from_numpy(window)
+    def scale_checked(self, vector: Any) -> tuple[list[float], bool]:
+        """:meth:`scale` plus whether every raw value is finite, in one pass (the worker's hot path)."""
+        hi = self.clip
+        lo = -hi
+        out = []
+        finite = True
+        for v, m, k in zip(vector, self._mean_list, self._inv_list):
+            if v - v != 0.0:  # NaN or +-inf
+                finite = False
+            z = (v - m) * k
+            out.append(lo if z < lo else hi if z > hi else z)
+        return out, finite
+
+    def predict(self, window: np.ndarray | torch.Tensor) -> float:
+        """P(up) for one window, oldest row first: a ``(seq_len, F)`` float32 array or a flat float32 tensor."""
+        with self._inference:
+            x = window if type(window) is torch.Tensor else torch.from_numpy(window).reshape(-1)
             if self._fast:
-                hidden = torch.relu(torch.addmv(self._b1, self._w1, x.reshape(-1)))
-                logit = float(torch.dot(self._w2, hidden)) + self._b2
+                hidden = self._hidden
+                torch.addmv(self._b1, self._w1, x, out=hidden)
+                hidden.relu_()
+                logit = self._w2.dot(hidden).item() + self._b2
             else:
-                logit = float(self.model(x.unsqueeze(0))[0])
+                logit = float(self.model(x.view(1, self.seq_len, -1))[0])
         if logit >= 0.0:
             return 1.0 / (1.0 + math.exp(-logit))
         z = math.exp(logit)

@@ -11,7 +11,9 @@ rolling buffer of the last ``seq_len`` vectors, scales only the new vector, and 
   strength >= MIN_SIGNAL_STRENGTH and a position is open; otherwise hold.
 
 Hot swap: with ``--model DIR`` holding versions and a ``current`` pointer, the pointer is checked every
-MODEL_RELOAD_CHECK_CANDLES candles; a new version is loaded and validated completely (same feature list, format
+MODEL_RELOAD_CHECK_CANDLES candles, at most once per :attr:`MlStrategy.reload_min_seconds` (1 s) of wall time — a live
+worker checks at every candle, a replay about once a second: a ``stat`` per candle cost ~15 us of the hot path
+(the system call also slows the matrix-vector product after it). A new version is loaded and validated completely (same feature list, format
 and feature-code version) before it replaces the running one, from the next candle on. A refused version is
 logged once and the old model keeps running. The version in use is part of :meth:`state`, so a resumed worker
 reloads that version and continues byte for byte. MODEL_VERSION pins a version (no hot swap).
@@ -21,11 +23,12 @@ Failures of the prediction itself go to the prediction circuit breaker; while it
 
 from __future__ import annotations
 
+import gc
 import logging
-import math
 import os
 import time
 from collections import deque
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,8 @@ def _load_predictor(root: Path, version: str | None) -> Any:
 
 class MlStrategy(Strategy):
     name = "ml"
+    #: the pointer file is stat'ed at most once per this many seconds (time.monotonic; 0: at every check)
+    reload_min_seconds = 1.0
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
@@ -63,19 +68,27 @@ class MlStrategy(Strategy):
         self.min_strength = float(settings.min_signal_strength)
         self.predictor = _load_predictor(self.root, self.pinned)
         self.names = self.predictor.feature_names
+        names = self.names
+        self._vector = itemgetter(*names) if len(names) > 1 else lambda values: (values[names[0]],)
         self.reload_every = settings.model_reload_check_candles if self.predictor.files.pointer else 0
+        self._pointer_path = os.fspath(self.root / POINTER)  # a str: no Path object per check
         self._pointer_stat: tuple[int, int, int] | None = self._stat_pointer()
+        self._next_check = 0.0  # time.monotonic() of the next allowed pointer check
         self._refused: str | None = None
         self._calls = 0
         self.swaps: list[dict[str, Any]] = []
         self.raw: deque[list[float]] = deque(maxlen=self.predictor.seq_len)
         self._since_nonfinite = 0
         self._ring = np.zeros((0, 0), dtype=np.float32)
+        self._windows: list[Any] = []
         self._pos = 0
         self._rebuild_ring()
         self.predictions = 0
         self.failures = 0
         self.last_probability: float | None = None
+        # torch's import leaves ~10^6 long-lived objects; move them (and the model) out of the cyclic GC's
+        # generations so that full collections during the run do not walk them (they were p99 spikes of ms)
+        gc.freeze()
         log.info("ml strategy: model %s (%s, %d features, seq_len %d, horizon %d) from %s", self.predictor.version,
                  self.predictor.arch, len(self.names), self.predictor.seq_len, self.predictor.horizon,
                  self.predictor.files.path)
@@ -91,9 +104,11 @@ class MlStrategy(Strategy):
     def on_candle(self, candle: Candle, features: dict[str, float], position: PositionView | None) -> Signal:
         self._calls += 1
         if self.reload_every and self._calls % self.reload_every == 0:
-            self._maybe_swap(candle.ts)
-        vector = [features[name] for name in self.names]
-        if self._push(vector) < self.predictor.seq_len:
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + self.reload_min_seconds
+                self._maybe_swap(candle.ts)
+        if self._push(self._vector(features)) < self.predictor.seq_len:
             return HOLD
         breaker = self.breaker
         if breaker is not None and not breaker.allow():
@@ -101,8 +116,7 @@ class MlStrategy(Strategy):
         predictor = self.predictor
         started = time.perf_counter()
         try:
-            seq = predictor.seq_len
-            p = predictor.predict(self._ring[self._pos + 1:self._pos + 1 + seq])
+            p = predictor.predict(self._windows[self._pos])
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"model returned {p!r}")
         except Exception as exc:  # noqa: BLE001 - any failure of the model is a prediction failure
@@ -134,23 +148,28 @@ class MlStrategy(Strategy):
         return Signal("buy" if up else "sell", confidence, strength, f"ml_{'up' if up else 'down'}_{level.lower()}")
 
     # --- the rolling window ------------------------------------------------------------------------------------
-    def _push(self, vector: list[float]) -> int:
+    def _push(self, vector: Any) -> int:
         """Append one raw vector; returns how many consecutive finite vectors end the window."""
         self.raw.append(vector)
-        if all(math.isfinite(v) for v in vector):
+        row, finite = self.predictor.scale_checked(vector)
+        if finite:
             self._since_nonfinite += 1
         else:
             self._since_nonfinite = 0
-        self._write(self.predictor.scale(vector))
+        self._write(row)
         return min(self._since_nonfinite, len(self.raw))
 
-    def _write(self, row: np.ndarray) -> None:
+    def _write(self, row: list[float]) -> None:
         seq = self.predictor.seq_len
-        pos = (self._pos + 1) % seq
-        self._ring[pos] = row
-        self._ring[pos + seq] = row
+        pos = self._pos + 1
+        if pos == seq:
+            pos = 0
+        ring = self._ring
+        ring[pos] = row
+        ring[pos + seq] = ring[pos]
         self._pos = pos
-        # window = ring[pos + 1 : pos + 1 + seq]: oldest first, newest (just written) last
+        # window = ring[pos + 1 : pos + 1 + seq]: oldest first, newest (just written) last; self._windows[pos]
+        # is that slice as a flat float32 torch view sharing the ring's memory (no copy, no conversion per candle)
 
     def _rebuild_ring(self) -> None:
         """Re-scale the raw buffer with the current model's scaler (start, resume, hot swap)."""
@@ -158,7 +177,10 @@ class MlStrategy(Strategy):
         seq = predictor.seq_len
         if self.raw.maxlen != seq:
             self.raw = deque(list(self.raw)[-seq:], maxlen=seq)
-        self._ring = np.zeros((2 * seq, len(self.names)), dtype=np.float32)
+        import torch
+
+        self._ring = ring = np.zeros((2 * seq, len(self.names)), dtype=np.float32)
+        self._windows = [torch.from_numpy(ring[pos + 1:pos + 1 + seq]).reshape(-1) for pos in range(seq)]
         self._pos = seq - 1
         for vector in self.raw:
             self._write(predictor.scale(vector))
@@ -166,7 +188,7 @@ class MlStrategy(Strategy):
     # --- hot swap ------------------------------------------------------------------------------------------------
     def _stat_pointer(self) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.root / POINTER)
+            st = os.stat(self._pointer_path)
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -223,6 +245,7 @@ class MlStrategy(Strategy):
             # the run was using another version when it checkpointed: continue with it for identical decisions
             if self._swap_to(version, None):
                 self._pointer_stat = None  # re-read the pointer at the next check: a newer version may be current
+                self._next_check = 0.0
             else:
                 log.warning("checkpoint used model %s, which is not loadable now; continuing with %s",
                             version, self.predictor.version)
