@@ -100,6 +100,7 @@ def run_with_kills(state_dir: Path, worker_args: list[str], env: dict[str, str],
     done = 0
     starts = 0
     landed: list[dict[str, Any]] = []
+    finished_in: float | None = None  # how long a restart of a finished worker takes
     first_finish: int | None = None  # kills that happened before a run first reached the end (later ones hit a
     # finished worker's start-up: still a restart, no longer mid-run)
     _, fills_before, items_before = _checkpoint(state_dir)
@@ -111,8 +112,11 @@ def run_with_kills(state_dir: Path, worker_args: list[str], env: dict[str, str],
         if done < kills:
             # delays spread over a whole run (start-up included), so kills land in imports, warm-up, the loop,
             # commits and CSV writes alike
+            # once a run has finished, a restart only starts up and exits: aim the kills inside that
+            limit = duration if finished_in is None else max(min_delay * 2, min(duration, finished_in))
+            started_at = time.monotonic()
             try:
-                process.wait(timeout=rng.uniform(min_delay, duration))
+                process.wait(timeout=rng.uniform(min_delay, limit))
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
@@ -122,6 +126,8 @@ def run_with_kills(state_dir: Path, worker_args: list[str], env: dict[str, str],
                 landed.append(where)
                 continue
         code = process.wait(timeout=600)
+        if done < kills:  # finished before its kill: later restarts take about this long
+            finished_in = time.monotonic() - started_at
         if code != 0:
             raise RuntimeError(f"worker exited {code} after {done} kills")
         if first_finish is None:
