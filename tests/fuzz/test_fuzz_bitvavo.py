@@ -18,8 +18,8 @@ import math
 import os
 from typing import Any
 
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from papertrader.market.bitvavo.parse import (
     ApiError,
     MarketInfo,
