@@ -17,10 +17,10 @@ from tests.harness.crash import full_matrix, live_crash_matrix
 
 
 def test_fake_live_survives_sigkill_with_backfill(tmp_path):
-    report = live_crash_matrix(tmp_path, kills=5, seed=11, max_candles=500)
+    report = live_crash_matrix(tmp_path, kills=5, seed=11, max_candles=800)
     print(f"\nCRASH-LIVE {json.dumps(report)}")
     assert report["kills"] == 5
-    assert report["contiguous_slice"] and report["recorded"] == 500  # no candle lost or invented
+    assert report["contiguous_slice"] and report["recorded"] == 800  # no candle lost or invented
     assert report["backfilled_restarts"] >= 1  # restarts fetched what they missed from REST
     assert report["trades"] > 0
     assert report["identical"], report

@@ -43,10 +43,34 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+MARKER = b"websocket feed listening"  # logged once start-up (imports, state, servers) is over; the run begins
+STARTUP_SHARE = 0.15  # this share of kills is aimed at start-up (imports, opening the ledger, recovery)
+
+
+def _wait_marker(state_dir: Path, offset: int, process: subprocess.Popen[bytes], timeout: float = 600) -> bool:
+    """Poll the worker log (from ``offset``) until start-up is over; False if the process ended first."""
+    path = state_dir / "logs" / "enhanced_paper_trader.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                if MARKER in handle.read():
+                    return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.01)
+    return False
+
+
 def run_uninterrupted(state_dir: Path, worker_args: list[str], env: dict[str, str]) -> float:
-    """Run to the end once; returns how long it took (used to spread the kills)."""
+    """Run to the end once; returns the seconds it ran after start-up (used to spread the kills)."""
+    process = subprocess.Popen(_command(state_dir, worker_args), env=_env(env), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _wait_marker(state_dir, 0, process)
     started = time.monotonic()
-    subprocess.run(_command(state_dir, worker_args), env=_env(env), check=True, capture_output=True, timeout=600)
+    if process.wait(timeout=600) != 0:
+        raise RuntimeError(f"uninterrupted run exited {process.returncode}")
     return time.monotonic() - started
 
 
@@ -95,28 +119,35 @@ def _log_size(state_dir: Path) -> int:
 
 def run_with_kills(state_dir: Path, worker_args: list[str], env: dict[str, str], kills: int, duration: float,
                    seed: int, min_delay: float = 0.05) -> dict[str, Any]:
-    """Start, SIGKILL after a random delay, restart ... until ``kills`` kills happened; then run to the end."""
+    """Start, SIGKILL at a random moment, restart ... until ``kills`` kills happened; then run to the end.
+
+    ``duration`` is how long an uninterrupted run takes after start-up. Most kills wait for the end of start-up
+    (the log's MARKER line) and then a random time with mean ``duration / kills``, so that they land all along
+    the run (the loop, fills, commits, CSV writes, a live worker's backfill and stream) rather than after it;
+    STARTUP_SHARE of them are aimed at start-up itself (imports, opening the ledger, recovery)."""
     rng = random.Random(seed)
     done = 0
     starts = 0
     landed: list[dict[str, Any]] = []
-    finished_in: float | None = None  # how long a restart of a finished worker takes
+    startup_s = 1.0  # measured on every start
     first_finish: int | None = None  # kills that happened before a run first reached the end (later ones hit a
-    # finished worker's start-up: still a restart, no longer mid-run)
+    # finished worker's start-up and exit: still a restart, no longer mid-run)
     _, fills_before, items_before = _checkpoint(state_dir)
     while True:
         starts += 1
         log_offset = _log_size(state_dir)
+        started_at = time.monotonic()
         process = subprocess.Popen(_command(state_dir, worker_args), env=_env(env), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         if done < kills:
-            # delays spread over a whole run (start-up included), so kills land in imports, warm-up, the loop,
-            # commits and CSV writes alike
-            # once a run has finished, a restart only starts up and exits: aim the kills inside that
-            limit = duration if finished_in is None else max(min_delay * 2, min(duration, finished_in))
-            started_at = time.monotonic()
+            if rng.random() < STARTUP_SHARE:
+                delay = rng.uniform(min_delay, max(startup_s, min_delay * 2))
+            else:
+                if _wait_marker(state_dir, log_offset, process):
+                    startup_s = time.monotonic() - started_at
+                delay = rng.uniform(0.0, 2.0 * duration / max(kills, 1))
             try:
-                process.wait(timeout=rng.uniform(min_delay, limit))
+                process.wait(timeout=max(delay, 0.001))
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
@@ -126,8 +157,6 @@ def run_with_kills(state_dir: Path, worker_args: list[str], env: dict[str, str],
                 landed.append(where)
                 continue
         code = process.wait(timeout=600)
-        if done < kills:  # finished before its kill: later restarts take about this long
-            finished_in = time.monotonic() - started_at
         if code != 0:
             raise RuntimeError(f"worker exited {code} after {done} kills")
         if first_finish is None:
@@ -222,7 +251,7 @@ class FakeExchangeProcess:
         return _synthetic(self.count, "1m", self.seed)
 
 
-def live_crash_matrix(workdir: Path, kills: int, seed: int, max_candles: int = 700, speed: float = 6000.0,
+def live_crash_matrix(workdir: Path, kills: int, seed: int, max_candles: int = 700, speed: float = 3000.0,
                       env: dict[str, str] | None = None) -> dict[str, Any]:
     """SIGKILL a live worker (fake Bitvavo, fast virtual clock: a bar every 60000/speed ms) during start-up, the
     warm-up / restart backfill and the stream; each restart backfills what it missed from REST. Then:
@@ -234,14 +263,16 @@ def live_crash_matrix(workdir: Path, kills: int, seed: int, max_candles: int = 7
     env = {"COMMIT_EVERY_CANDLES": "7", "PORTFOLIO_SNAPSHOT_EVERY": "5", **LIVE_ENV, **(env or {})}
     bars_per_s = speed / 60.0
     # the exchange must outlast every run: kills * mean delay + the final run, with margin
-    # restarts catch up from REST at once, so kill delays are kept short for most kills to land mid-run
-    duration = 1.5 + max_candles / bars_per_s / 3
-    count = int(1500 + bars_per_s * (duration * (kills + 3) + 60))
+    # the exchange runs on, so a live run takes about max_candles / bars_per_s of wall time however often it is
+    # killed (restarts catch up from REST); each life (start-up + delay) uses up some of it
+    duration = max_candles / bars_per_s
+    count = int(1500 + max_candles + bars_per_s * (kills * 15 + 120))
     with FakeExchangeProcess(count, seed, 1500, speed) as fake:
         live_env = {**env, **fake.urls}
         args = ["--source", "bitvavo", "--symbol", "BTC-EUR", "--max-candles", str(max_candles), "--record",
                 str(workdir / "killed" / "record.csv")]
-        report = run_with_kills(workdir / "killed", args, live_env, kills, duration, seed, min_delay=0.3)
+        # start-ups (2-4 s) use up the run too: a quarter of it spread over the delays after start-up
+        report = run_with_kills(workdir / "killed", args, live_env, kills, duration / 4, seed)
         exchange = fake.candles()
     rows = (workdir / "killed" / "record.csv").read_text().splitlines()[1:]
     index = {format_candle(c): i for i, c in enumerate(exchange)}
@@ -279,7 +310,7 @@ def full_matrix(workdir: Path, kills_per_source: int = 40, seed: int = 1) -> dic
         "synthetic": crash_matrix(workdir / "synthetic", ["--source", "synthetic", "--seed", str(seed + 8),
                                                           "--max-candles", "40000"], kills_per_source, seed + 1,
                                   {"COMMIT_EVERY_CANDLES": "13"}),
-        "fake-live": live_crash_matrix(workdir / "live", kills_per_source, seed + 2, max_candles=2000),
+        "fake-live": live_crash_matrix(workdir / "live", kills_per_source, seed + 2, max_candles=8000),
     }
     return {"kills": sum(r["kills"] for r in results.values()),
             "identical": all(r["identical"] for r in results.values()), "scenarios": results}
