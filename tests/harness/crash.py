@@ -47,7 +47,11 @@ MARKER = b"websocket feed listening"  # logged once start-up (imports, state, se
 STARTUP_SHARE = 0.15  # this share of kills is aimed at start-up (imports, opening the ledger, recovery)
 
 
-def _wait_marker(state_dir: Path, offset: int, process: subprocess.Popen[bytes], timeout: float = 600) -> bool:
+BACKFILL_MARKER = b"exchange clock synchronised"  # a live worker then fetches its warm-up / missed candles
+
+
+def _wait_marker(state_dir: Path, offset: int, process: subprocess.Popen[bytes], timeout: float = 600,
+                 marker: bytes = MARKER) -> bool:
     """Poll the worker log (from ``offset``) until start-up is over; False if the process ended first."""
     path = state_dir / "logs" / "enhanced_paper_trader.log"
     deadline = time.monotonic() + timeout
@@ -55,7 +59,7 @@ def _wait_marker(state_dir: Path, offset: int, process: subprocess.Popen[bytes],
         if path.exists():
             with open(path, "rb") as handle:
                 handle.seek(offset)
-                if MARKER in handle.read():
+                if marker in handle.read():
                     return True
         if process.poll() is not None:
             return False
@@ -118,13 +122,15 @@ def _log_size(state_dir: Path) -> int:
 
 
 def run_with_kills(state_dir: Path, worker_args: list[str], env: dict[str, str], kills: int, duration: float,
-                   seed: int, min_delay: float = 0.05) -> dict[str, Any]:
+                   seed: int, min_delay: float = 0.05, backfill_share: float = 0.0,
+                   backfill_window: float = 0.2) -> dict[str, Any]:
     """Start, SIGKILL at a random moment, restart ... until ``kills`` kills happened; then run to the end.
 
     ``duration`` is how long an uninterrupted run takes after start-up. Most kills wait for the end of start-up
     (the log's MARKER line) and then a random time with mean ``duration / kills``, so that they land all along
     the run (the loop, fills, commits, CSV writes, a live worker's backfill and stream) rather than after it;
-    STARTUP_SHARE of them are aimed at start-up itself (imports, opening the ledger, recovery)."""
+    STARTUP_SHARE of them are aimed at start-up itself (imports, opening the ledger, recovery) and
+    ``backfill_share`` (live) at the REST warm-up / restart backfill that follows the clock sync."""
     rng = random.Random(seed)
     done = 0
     starts = 0
@@ -140,8 +146,12 @@ def run_with_kills(state_dir: Path, worker_args: list[str], env: dict[str, str],
         process = subprocess.Popen(_command(state_dir, worker_args), env=_env(env), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         if done < kills:
-            if rng.random() < STARTUP_SHARE:
+            aim = rng.random()
+            if aim < STARTUP_SHARE:
                 delay = rng.uniform(min_delay, max(startup_s, min_delay * 2))
+            elif aim < STARTUP_SHARE + backfill_share:  # live: right after the clock sync, in the REST backfill
+                _wait_marker(state_dir, log_offset, process, marker=BACKFILL_MARKER)
+                delay = rng.uniform(0.0, backfill_window)
             else:
                 if _wait_marker(state_dir, log_offset, process):
                     startup_s = time.monotonic() - started_at
@@ -216,15 +226,17 @@ LIVE_ENV = {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "WS_PORT": "0", "WS_STAL
 class FakeExchangeProcess:
     """``papertrader fake-exchange --synthetic N`` in its own process (it outlives every worker kill)."""
 
-    def __init__(self, count: int, seed: int, history: int, speed: float) -> None:
+    def __init__(self, count: int, seed: int, history: int, speed: float, rest_delay: float = 0.0) -> None:
         self.count, self.seed, self.history, self.speed = count, seed, history, speed
+        self.rest_delay = rest_delay
         self.process: subprocess.Popen[str] | None = None
         self.urls: dict[str, str] = {}
 
     def __enter__(self) -> FakeExchangeProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "papertrader.cli", "fake-exchange", "--synthetic", str(self.count), "--seed",
-             str(self.seed), "--history", str(self.history), "--speed", repr(self.speed)],
+             str(self.seed), "--history", str(self.history), "--speed", repr(self.speed), "--rest-delay",
+             repr(self.rest_delay)],
             env=_env({}), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.process.stdout is not None
         while len(self.urls) < 2:
@@ -267,12 +279,15 @@ def live_crash_matrix(workdir: Path, kills: int, seed: int, max_candles: int = 7
     # killed (restarts catch up from REST); each life (start-up + delay) uses up some of it
     duration = max_candles / bars_per_s
     count = int(1500 + max_candles + bars_per_s * (kills * 15 + 120))
-    with FakeExchangeProcess(count, seed, 1500, speed) as fake:
+    # every REST answer takes 50 ms, so the warm-up / restart backfill (/markets, candle pages) lasts long enough
+    # for a quarter of the kills to be aimed into it
+    with FakeExchangeProcess(count, seed, 1500, speed, rest_delay=0.05) as fake:
         live_env = {**env, **fake.urls}
         args = ["--source", "bitvavo", "--symbol", "BTC-EUR", "--max-candles", str(max_candles), "--record",
                 str(workdir / "killed" / "record.csv")]
         # start-ups (2-4 s) use up the run too: a quarter of it spread over the delays after start-up
-        report = run_with_kills(workdir / "killed", args, live_env, kills, duration / 4, seed)
+        report = run_with_kills(workdir / "killed", args, live_env, kills, duration / 4, seed, backfill_share=0.25,
+                                backfill_window=0.15)
         exchange = fake.candles()
     rows = (workdir / "killed" / "record.csv").read_text().splitlines()[1:]
     index = {format_candle(c): i for i, c in enumerate(exchange)}

@@ -468,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative-at", help="candle indices with negative prices")
     p.add_argument("--gap-at", help="INDEX:COUNT,... remove COUNT candles from INDEX (no trades)")
     p.add_argument("--storm-at", help="INDEX:VIRTUAL_MS,... every REST call gets 429 for that long")
+    p.add_argument("--rest-delay", type=float, default=0.0, help="real seconds every REST answer is delayed")
     p.add_argument("--exit-when-done", action="store_true", help="exit once every candle was streamed")
     return p
 
@@ -484,7 +485,7 @@ def main(argv: list[str]) -> int:
                         out_of_order_at=_indices(args.out_of_order_at), nan_at=_indices(args.nan_at),
                         negative_at=_indices(args.negative_at),
                         gap_at={k: int(v) for k, v in _pairs(args.gap_at).items()},
-                        storm_at=_pairs(args.storm_at))
+                        storm_at=_pairs(args.storm_at), rest_delay_s=max(args.rest_delay, 0.0))
     start_index = min(max(args.history, 0), len(candles) - 1)
     fake = FakeBitvavo(candles, market=args.market.upper(), interval=args.interval, start_index=start_index,
                        speed=args.speed, updates_per_candle=args.updates_per_candle, script=script,
