@@ -90,7 +90,7 @@ def api_error(payload: Any) -> ApiError | None:
         code = payload.get("errorCode")
         try:
             code = int(code) if code is not None else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: errorCode 1e400 (JSON) is infinite
             code = None
         return ApiError(code, str(payload.get("error", "")))
     return None
