@@ -361,7 +361,11 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
             "never answer the server's keepalive pings and are closed by the ping timeout (20 s + 20 s) or, if "
             "their queue fills first, as slow consumers (1013); ping flooders are slow consumers; oversize frames "
             "get 1009; half-sent handshakes never become clients and are closed by the server's opening timeout; "
-            "churners come and go. The engine never waits for any of them.")
+            "churners come and go. The engine never waits for any of them. Candle messages are conflated to the latest per "
+            f"50 ms flush (`WS_FLUSH_INTERVAL`), so at this rate a reader gets about one candle in "
+            f"{ws.get('candles', 0) / max(1, ws.get('candles_per_reader_max') or 1):.1f}; at a real "
+            "live rate (one candle a minute) that is every candle, but a live burst (a backfill after a reconnect) "
+            "is conflated too, although `feed/ws.py`'s docstring says that in live mode every candle is sent.")
     else:
         add("_not measured_")
     add("")
