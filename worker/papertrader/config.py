@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from papertrader.market.candle import INTERVAL_MS
 
@@ -66,7 +67,9 @@ class Settings(BaseSettings):
 
     # --- what to run -------------------------------------------------------------------------------------
     symbol: str = Field("BTC-EUR", description="market traded by this worker, BASE-QUOTE")
-    symbols: list[str] = Field(default_factory=list, description="seed name; a worker takes exactly one")
+    # NoDecode: SYMBOLS=BTC-EUR,ETH-EUR from the environment is split by the validator, not parsed as JSON
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                   description="seed name; a worker takes exactly one")
     source: Literal["synthetic", "replay", "bitvavo"] = "synthetic"
     replay_file: Path | None = None
     speed: str = Field("max", description="max | realtime | <factor> (e.g. 60 = 60x real time)")
@@ -327,6 +330,8 @@ def load_settings(
         return cls(_env_file=env_file, **flags)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
+    except SettingsError as exc:  # a value pydantic-settings cannot even decode (e.g. malformed JSON for a list)
+        raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0][:200]}") from None
 
 
 class _ValuesOnly(Settings):
