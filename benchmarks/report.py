@@ -422,7 +422,7 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
                 "out (another engineer was optimising ML inference in the same tree at the time).")
         elif changed:
             add(f"**The product code changed between the two runs** (git `{previous['code'].get('head')}` -> "
-                f"`{run['code'].get('head')}`; {len(changed)} files: {', '.join(changed[:12])}"
+                f"`{run['code'].get('head')}`; {len(changed)} file(s): {', '.join(changed[:12])}"
                 f"{', ...' if len(changed) > 12 else ''}): differences in the figures those files touch are not "
                 "noise.")
         else:
