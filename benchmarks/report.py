@@ -355,6 +355,9 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
             f"{ws.get('candles_per_reader_max')} |")
         add(f"| slow clients disconnected (1013) / clients left | {ws.get('slow_disconnects')} / {ws.get('clients_left')} |")
         add(f"| candles processed / `/healthz` after | {fmt(ws.get('candles_processed'))} / {ws.get('healthz_status')} |")
+        if "clients_at_start" in ws:
+            add(f"| clients connected when the measured candles start / wait | {ws['clients_at_start']} / "
+                f"{ws['connect_wait_s']} s |")
         add(f"| hostile outcomes | {', '.join(f'{k}: {v}' for k, v in sorted(ws.get('hostile_outcomes', {}).items()))} |")
         add("")
         add("Clients left at the end = the readers + the garbage senders: the silent clients never read, so they "
@@ -366,6 +369,14 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
             f"{ws.get('candles', 0) / max(1, ws.get('candles_per_reader_max') or 1):.1f}; at a real "
             "live rate (one candle a minute) that is every candle, but a live burst (a backfill after a reconnect) "
             "is conflated too, although `feed/ws.py`'s docstring says that in live mode every candle is sent.")
+        if "clients_at_start" not in ws:
+            add("")
+            add("Caveat for this run: `ws_fanout.py` then waited for a client count that the early-closed hostile "
+                "clients can make unreachable (up to its 120 s limit) and did not record how long it waited; all the "
+                "silent clients were gone by the end (clients left = readers + garbage senders), closed by the "
+                "keepalive about 40 s after connecting, so they were present for only part of the measured window, "
+                "or none of it. Fixed after this run: the wait counts readers and silent clients only, and the "
+                "report shows the clients connected when the measured candles start.")
     else:
         add("_not measured_")
     add("")

@@ -184,11 +184,13 @@ async def run_worker(clients: int, silent: int, candles: int, rate: float, hosti
                                                                       silent, stop, out, ready, hostile))
         process.start()
         await asyncio.get_running_loop().run_in_executor(None, ready.get)
-        deadline = time.monotonic() + 120
-        # half-sent handshakes never become clients; churners come and go
-        while feed.client_count() < clients - hostile * 2 // len(HOSTILE_KINDS) and time.monotonic() < deadline:
+        wait_started = time.monotonic()
+        deadline = wait_started + 120
+        # the readers and silent clients; hostile ones are closed early, never complete, or come and go
+        while feed.client_count() < clients - hostile and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         print(f"clients connected: {feed.client_count()}", file=sys.stderr)
+        connect_wait_s, clients_at_start = time.monotonic() - wait_started, feed.client_count()
     source.release(300)  # warm-up, not measured
     while worker.runner.engine.items < 300:
         await asyncio.sleep(0.01)
@@ -200,7 +202,10 @@ async def run_worker(clients: int, silent: int, candles: int, rate: float, hosti
     while worker.runner.engine.items < candles:
         await asyncio.sleep(0.01)
     await asyncio.sleep(1.0)
+    if not clients:
+        connect_wait_s = clients_at_start = 0
     result: dict[str, Any] = {"clients": feed.client_count(), "slow_disconnects": feed.slow_disconnects,
+                              "connect_wait_s": round(connect_wait_s, 1), "clients_at_start": clients_at_start,
                               "ticks": sorted(ticks.durations), "candles_processed": worker.runner.engine.items,
                               "ignored_inputs": feed.ignored_inputs}
     status, _ = await worker.get("/healthz")
@@ -242,6 +247,7 @@ def summarize(base: dict[str, Any], loaded: dict[str, Any], args: Any) -> dict[s
         "slow_disconnects": loaded["slow_disconnects"], "clients_left": loaded["clients"],
         "candles_processed": loaded["candles_processed"], "healthz_status": loaded["healthz_status"],
         "ignored_inputs": loaded["ignored_inputs"], "hostile_outcomes": loaded.get("hostile", {}),
+        "connect_wait_s": loaded["connect_wait_s"], "clients_at_start": loaded["clients_at_start"],
     }
 
 
