@@ -1,15 +1,16 @@
 """The WebSocket feed on port 8765: JSON messages ``snapshot|candle|prediction|trade|portfolio|health``.
 
 Message envelope: ``{"type": ..., "symbol": "BTC-EUR", "time": <server Unix seconds>, "data": {...}}``.
-A new client first receives a ``snapshot`` (health report, portfolio, last candle, recent trades).
+A new client first receives a ``snapshot`` (health report, portfolio, last candle, features, recent trades).
 
 The engine never waits for clients: its listener calls only store the latest event (and append trades to a
 bounded deque) and wake the flusher task. The flusher serialises each message once and puts it on every
 client's bounded queue; a per-client task sends from that queue. A client whose queue is full (it does not
 read, or reads too slowly) is disconnected with close code 1013 ("try again later") and a log line.
-At replay speed ``candle``, ``prediction`` and ``portfolio`` are conflated to the latest value per flush
-(flushes at most every WS_FLUSH_INTERVAL seconds); trades are never conflated. In live mode every candle is
-sent. Client input: ``{"type": "ping"}`` answers ``pong``, ``{"type": "snapshot"}`` re-sends the snapshot;
+``candle``, ``prediction`` and ``portfolio`` are conflated to the latest value per flush (flushes at most every
+WS_FLUSH_INTERVAL seconds, 50 ms by default); trades are never conflated. At a live rate (one candle a minute)
+that is every candle; a replay, or a live burst such as a backfill after a reconnect, sends the latest state of
+each flush. Client input: ``{"type": "ping"}`` answers ``pong``, ``{"type": "snapshot"}`` re-sends the snapshot;
 anything else (bad JSON, binary, unknown types) is ignored; frames over 4 KiB close the connection (1009).
 """
 
@@ -26,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from papertrader.features.cache import TtlCache
 from papertrader.events import BaseListener, CandleVerdict, Fill, PortfolioSnapshot, Prediction
+from papertrader.features.cache import TtlCache
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
