@@ -367,8 +367,8 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
             "churners come and go. The engine never waits for any of them. Candle messages are conflated to the latest per "
             f"50 ms flush (`WS_FLUSH_INTERVAL`), so at this rate a reader gets about one candle in "
             f"{ws.get('candles', 0) / max(1, ws.get('candles_per_reader_max') or 1):.1f}; at a real "
-            "live rate (one candle a minute) that is every candle, but a live burst (a backfill after a reconnect) "
-            "is conflated too, although `feed/ws.py`'s docstring says that in live mode every candle is sent.")
+            "live rate (one candle a minute) that is every candle, while a live burst (a backfill after a reconnect) "
+            "is conflated too (as `feed/ws.py` documents: conflation per flush in every mode).")
         if "clients_at_start" not in ws:
             add("")
             add("Caveat for this run: `ws_fanout.py` then waited for a client count that the early-closed hostile "
@@ -437,8 +437,12 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
                 f"{', ...' if len(changed) > 12 else ''}): differences in the figures those files touch are not "
                 "noise.")
         else:
-            add(f"Same product code in both runs (git `{run['code'].get('head')}`, every file under worker/ and "
-                "operator/ identical): the differences below are measurement noise.")
+            during = code_changes(run.get("code"), run.get("code_end"))
+            add(f"Same product code at the start of both runs (git `{previous['code'].get('head')}` and "
+                f"`{run['code'].get('head')}`, every file under worker/ and operator/ identical)"
+                + (f"; but {', '.join(during)} changed while this run was going (another engineer's edit), so the "
+                   "steps after that edit may have measured it" if during else
+                   ": the differences below are measurement noise") + ".")
         add("")
         add("| figure | previous run | this run | change | within noise |")
         add("|---|---:|---:|---:|:---:|")
