@@ -1,4 +1,5 @@
-"""The ml worker's footprint: optional services' libraries stay unimported unless configured."""
+"""The ml worker's footprint: optional services' libraries stay unimported unless configured, and a replay worker
+never imports aiohttp (its HTTP server runs on asyncio streams)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ try:
     main()
 except SystemExit:
     pass
-heavy = sorted({m.split('.')[0] if m == 'telegram' or m.startswith('telegram.') else m for m in sys.modules
-                if m == 'telegram' or m.startswith('telegram.') or m.startswith('opentelemetry.exporter')})
+heavy = sorted({m.split('.')[0] if m.split('.')[0] in ('telegram', 'aiohttp') else m for m in sys.modules
+                if m.split('.')[0] in ('telegram', 'aiohttp') or m.startswith('opentelemetry.exporter')})
 print('HEAVY', heavy)
 """
 
