@@ -7,9 +7,9 @@ A listener that raises is logged and counted, never allowed to stop trading.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from papertrader.market.candle import Candle
 
@@ -73,15 +73,12 @@ class PortfolioSnapshot:
     position_value: Decimal
     equity: Decimal
     open_positions: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EngineListener(Protocol):
     """Receives engine events. Implement only what you need; see :class:`BaseListener`."""
 
     def on_candle(self, candle: Candle, verdict: CandleVerdict) -> None: ...
-
-    def on_signal(self, candle: Candle, signal: Signal) -> None: ...
 
     def on_prediction(self, prediction: Prediction) -> None: ...
 
@@ -91,16 +88,11 @@ class EngineListener(Protocol):
 
     def on_tick_done(self, candle: Candle, duration_s: float) -> None: ...
 
-    def on_error(self, kind: str, message: str) -> None: ...
-
 
 class BaseListener:
     """No-op implementation of :class:`EngineListener` to subclass."""
 
     def on_candle(self, candle: Candle, verdict: CandleVerdict) -> None:
-        pass
-
-    def on_signal(self, candle: Candle, signal: Signal) -> None:
         pass
 
     def on_prediction(self, prediction: Prediction) -> None:
@@ -113,7 +105,4 @@ class BaseListener:
         pass
 
     def on_tick_done(self, candle: Candle, duration_s: float) -> None:
-        pass
-
-    def on_error(self, kind: str, message: str) -> None:
         pass

@@ -358,6 +358,3 @@ class NotifyListener(BaseListener):
         pnl = f", P&L {fill.realized_pnl}" if fill.side == "sell" else ""
         notifier.notify("trade", f"{fill.side.upper()} {fill.quantity} {self.symbol} @ {fill.price} "
                                  f"(fee {fill.fee}{pnl}) - {fill.reason}", "normal")
-
-    def on_error(self, kind: str, message: str) -> None:
-        self.notifier.error(kind, message)

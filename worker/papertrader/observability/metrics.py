@@ -151,7 +151,7 @@ def exchange_request_stats() -> dict[str, tuple[int, float]]:
     return {endpoint: (h.count, h.sum) for endpoint, h in list(_exchange_requests.items())}
 
 
-# --- errors by kind (process-wide; fed by ErrorCountingHandler and listeners' on_error) ----------------------
+# --- errors by kind (process-wide; fed by the error log handler) -------------------------------------------
 class ErrorCounter:
     def __init__(self) -> None:
         self.by_kind: dict[str, int] = {}
@@ -206,9 +206,6 @@ class MetricsListener(BaseListener):
 
     def on_tick_done(self, candle: Candle, duration_s: float) -> None:
         self.tick.observe(duration_s)
-
-    def on_error(self, kind: str, message: str) -> None:
-        self.errors.add(kind)
 
 
 def _gauge(name: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
