@@ -72,8 +72,7 @@ async def test_contract_metrics_after_replay(tmp_path):
             assert name in names
         # promtool lint
         promtool = shutil.which("promtool")
-        if promtool is None:
-            pytest.skip("promtool not installed")
+        assert promtool is not None, "promtool not installed: run bash .ci/install.sh"
         result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
         assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), \
             result.stdout + result.stderr

@@ -21,8 +21,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (.ci/run installs it)")
 async def test_real_prometheus_scrapes_worker(tmp_path):
+    assert PROMETHEUS is not None, "prometheus not installed: run bash .ci/install.sh"
     source = ScriptedSource()
     source.release(2500)
     worker = await Worker(settings_for(tmp_path / "w"), source).start()

@@ -155,10 +155,7 @@ def _chart(*extra: str) -> list[dict[str, Any]]:
         from chart_helpers import ALL_FEATURES, render
     finally:
         sys.path.remove(str(CHART_TESTS))
-    try:
-        return render(*extra) + render("-f", str(ALL_FEATURES))
-    except (FileNotFoundError, RuntimeError) as exc:  # helm missing
-        pytest.skip(f"helm unavailable: {exc}")
+    return render(*extra) + render("-f", str(ALL_FEATURES))
 
 
 def test_containers_run_as_non_root_with_read_only_root() -> None:
