@@ -338,9 +338,13 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
     add("")
     if ws:
         add(f"{fmt(ws.get('clients'))} clients on one worker ({fmt(ws.get('silent'))} complete the handshake and "
-            f"never read; {fmt(ws.get('hostile'))} hostile: garbage/binary frames, frames over 4 KiB, ping floods "
-            f"without reading, half-sent handshakes, connect/abort churn), {fmt(ws.get('candles'))} candles at "
-            f"{fmt(ws.get('rate'))} candles/s (live-like source; clients in a separate process).")
+            f"never read; {fmt(ws.get('hostile'))} hostile: garbage/binary frames, frames over 4 KiB, snapshot-request "
+            f"floods without reading, half-sent handshakes, connect/abort churn), {fmt(ws.get('candles'))} candles at "
+            f"{fmt(ws.get('rate'))} candles/s (live-like source). The worker serves clients from its fan-out process "
+            f"(WS_FANOUT_NICE 10); the clients run in another process at nice {ws.get('clients_nice', 0)}, standing "
+            f"in for their own machines on this 2-core box; {ws.get('rounds', 1)} rounds of each condition in "
+            "alternating order, samples pooled. Engine candle latency = candle released by the source -> decision "
+            "persisted (so any wait for the worker's event loop counts).")
         add("")
         add("| measure | value |")
         add("|---|---:|")
@@ -350,6 +354,12 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
             f"{fmt(ws.get('engine_p50_us_clients'))} us |")
         add(f"| engine per-candle p99 no clients / with clients | {fmt(ws.get('engine_p99_us_no_clients'))} / "
             f"{fmt(ws.get('engine_p99_us_clients'))} us (ratio {fmt(ws.get('engine_p99_ratio'), 2)}) |")
+        if "tick_p99_ratio" in ws:
+            add(f"| tick p99 (processing -> persisted) no clients / with clients | "
+                f"{fmt(ws.get('tick_p99_us_no_clients'))} / {fmt(ws.get('tick_p99_us_clients'))} us "
+                f"(ratio {fmt(ws.get('tick_p99_ratio'), 2)}) |")
+            add(f"| CPU, share of one core: fan-out process / client process | "
+                f"{fmt(ws.get('fanout_cpu_share'), 2)} / {fmt(ws.get('clients_cpu_share'), 2)} |")
         add(f"| readers that received the engine's last candle | {ws.get('readers_complete')} / {ws.get('readers')} |")
         add(f"| candle messages per reader (conflated per flush) | {ws.get('candles_per_reader_min')} - "
             f"{ws.get('candles_per_reader_max')} |")
@@ -362,7 +372,7 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
         add("")
         add("Clients left at the end = the readers + the garbage senders: the silent clients never read, so they "
             "never answer the server's keepalive pings and are closed by the ping timeout (20 s + 20 s) or, if "
-            "their queue fills first, as slow consumers (1013); ping flooders are slow consumers; oversize frames "
+            "their queue fills first, as slow consumers (1013); snapshot-request flooders are slow consumers; oversize frames "
             "get 1009; half-sent handshakes never become clients and are closed by the server's opening timeout; "
             "churners come and go. The engine never waits for any of them. Candle messages are conflated to the latest per "
             f"50 ms flush (`WS_FLUSH_INTERVAL`), so at this rate a reader gets about one candle in "

@@ -54,14 +54,15 @@ def check_ws(summary: dict) -> None:
         assert outcomes.get("garbage_messages_received", 0) >= 1, outcomes  # junk input is ignored, not fatal
         assert outcomes.get("churn_cycles", 0) >= 1, outcomes
         assert summary["ignored_inputs"] >= 1
-    assert summary["slow_disconnects"] >= 1  # the ping flooders (and silent clients when their queue fills)
+    assert summary["slow_disconnects"] >= 1  # the snapshot flooders (and silent clients when their backlog fills)
 
 
 def ws_run(clients: int, silent: int, hostile: int, candles: int, rate: float) -> dict:
-    args = SimpleNamespace(clients=clients, silent=silent, hostile=hostile, candles=candles, rate=rate)
+    args = SimpleNamespace(clients=clients, silent=silent, hostile=hostile, candles=candles, rate=rate, rounds=1,
+                           clients_nice=0)
     ws_fanout._raise_fd_limit()
-    base = asyncio.run(ws_fanout.run_worker(0, 0, candles, rate))
-    loaded = asyncio.run(ws_fanout.run_worker(clients, silent, candles, rate, hostile))
+    base = ws_fanout.merge_runs([asyncio.run(ws_fanout.run_worker(0, 0, candles, rate))])
+    loaded = ws_fanout.merge_runs([asyncio.run(ws_fanout.run_worker(clients, silent, candles, rate, hostile))])
     return ws_fanout.summarize(base, loaded, args)
 
 

@@ -1,4 +1,5 @@
-"""The snapshot a new WebSocket client receives is built once per engine position (the seed's feature cache)."""
+"""The snapshot a new WebSocket client receives is built once per engine position (the seed's feature cache),
+and it is consistent with the events that follow it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .helpers import ScriptedSource, Worker, settings_for, wait_for
 async def test_clients_connecting_between_candles_share_one_snapshot(tmp_path):
     source = ScriptedSource(live=True, now_aligned=200)
     worker = await Worker(settings_for(tmp_path / "w"), source).start()
-    cache = worker.obs.feed.cache
+    feed = worker.obs.feed
     engine = worker.obs.runner.engine
     try:
         source.release(50)
@@ -25,7 +26,8 @@ async def test_clients_connecting_between_candles_share_one_snapshot(tmp_path):
         snapshots = await asyncio.gather(*(first_message() for _ in range(20)))
         assert all(s["type"] == "snapshot" for s in snapshots)
         assert len({json.dumps(s["data"], sort_keys=True) for s in snapshots}) == 1
-        assert (cache.misses, cache.hits) == (1, 19)
+        await wait_for(lambda: feed.snapshot_hits + feed.snapshot_misses == 20)
+        assert (feed.snapshot_misses, feed.snapshot_hits) == (1, 19)
         assert "sma_10" in snapshots[0]["data"]["features"]
         assert worker.obs.cache_hit_ratio() == 0.95
         status, metrics = await worker.get("/metrics")
@@ -33,7 +35,33 @@ async def test_clients_connecting_between_candles_share_one_snapshot(tmp_path):
         source.release(1)
         await wait_for(lambda: engine.items >= 51)
         later = await first_message()
-        assert cache.misses == 2  # the engine moved: a new snapshot
+        await wait_for(lambda: feed.snapshot_misses == 2)  # the engine moved: a new snapshot
         assert later["data"]["summary"]["candles"] > snapshots[0]["data"]["summary"]["candles"]
+    finally:
+        await worker.stop()
+
+
+async def test_a_client_joining_later_gets_the_engines_current_state_without_asking_the_engine(tmp_path):
+    """While clients are connected, the fan-out process keeps the snapshot current from the stream: a client that
+    joins after hundreds of candles and several trades sees exactly the engine's state, and the engine built one
+    snapshot in all (for the first client)."""
+    source = ScriptedSource(live=True, now_aligned=700)
+    worker = await Worker(settings_for(tmp_path / "w"), source).start()
+    feed, engine = worker.obs.feed, worker.obs.runner.engine
+    try:
+        async with connect(worker.ws) as first:
+            assert json.loads(await asyncio.wait_for(first.recv(), 5))["type"] == "snapshot"
+            for _ in range(700):
+                source.release(1)
+            await wait_for(lambda: engine.items >= 700)
+            await asyncio.sleep(0.3)  # the last flush reaches the fan-out process
+            assert engine.portfolio.fills >= 2
+            async with connect(worker.ws) as late:
+                snapshot = json.loads(await asyncio.wait_for(late.recv(), 5))
+            expected = json.loads(json.dumps(feed.snapshot_data(), default=str))
+            for key in ("candle", "portfolio", "recent_trades", "features", "summary"):
+                assert snapshot["data"][key] == expected[key], key
+            assert snapshot["data"]["recent_trades"][-1]["position_id"] == expected["recent_trades"][-1]["position_id"]
+            assert feed.fanout_stats["snapshots_received"] == 1
     finally:
         await worker.stop()

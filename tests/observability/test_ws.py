@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import time
 
+import pytest
 import websockets
+from papertrader.feed.fanout import SLOW_CLIENT_CLOSE_CODE
 from websockets.asyncio.client import connect
-
-from papertrader.feed.ws import SLOW_CLIENT_CLOSE_CODE
 
 from .helpers import ScriptedSource, Worker, settings_for, wait_for
 
@@ -41,7 +43,7 @@ async def test_snapshot_first_then_events_and_bad_input_ignored(tmp_path):
             worker.obs.feed.publish_health(worker.obs.health.report())
             while "health" not in seen:
                 seen.add(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"])
-        assert worker.obs.feed.ignored_inputs >= 4
+        await wait_for(lambda: worker.obs.feed.ignored_inputs >= 4)
     finally:
         await worker.stop()
 
@@ -91,3 +93,39 @@ async def test_slow_client_is_closed_and_never_slows_the_engine(tmp_path):
         slow.close()
     finally:
         await worker.stop()
+
+
+async def test_clients_are_served_by_a_separate_process_that_is_restarted_if_it_dies(tmp_path):
+    """The engine's process never serves clients; if the fan-out process is killed, the worker keeps trading,
+    logs an error, restarts it on the same port, and new clients get a current snapshot and events again."""
+    source = ScriptedSource(live=True, now_aligned=400)
+    worker = await Worker(settings_for(tmp_path / "w"), source).start()
+    feed, engine = worker.obs.feed, worker.runner.engine
+    try:
+        first_pid, port = feed.fanout_pid, feed.bound_port
+        assert first_pid is not None and first_pid != os.getpid()
+        async with connect(worker.ws) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "snapshot"
+            await wait_for(lambda: feed.client_count() == 1)
+            os.kill(first_pid, signal.SIGKILL)
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+        for _ in range(200):  # trading goes on meanwhile
+            source.release(1)
+        await wait_for(lambda: engine.items >= 200)
+        await wait_for(lambda: feed.fanout_restarts == 1 and feed.fanout_pid not in (None, first_pid), timeout=15)
+        assert feed.bound_port == port
+        async with connect(worker.ws) as ws:
+            snapshot = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert snapshot["data"]["summary"]["candles"] == engine.summary()["candles"]
+            source.release(1)
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert message["type"] in {"candle", "trade", "portfolio", "prediction", "health"}
+        log_text = (tmp_path / "w" / "logs" / "enhanced_paper_trader.log").read_text()
+        assert "websocket fan-out process exited" in log_text
+        status, metrics = await worker.get("/metrics")
+        assert status == 200 and 'papertrader_errors_total{kind="feed"} 1.0' in metrics
+    finally:
+        await worker.stop()
+    assert feed.fanout_pid is None  # stopped with the worker

@@ -210,6 +210,8 @@ class Settings(BaseSettings):
     ws_client_queue_size: int = Field(256, ge=1, description="messages queued per WebSocket client before it "
                                       "counts as slow and is disconnected")
     ws_flush_interval: float = Field(0.05, gt=0, description="seconds between WebSocket fan-out flushes")
+    ws_fanout_nice: int = Field(10, ge=0, le=19, description="niceness of the WebSocket fan-out process, so the "
+                                "engine gets the CPU first when clients keep it busy")
     enable_performance_monitoring: bool = True
     performance_report_interval: float = Field(300, gt=0)
     performance_alert_rules: str | None = Field(None, description="JSON/YAML list of {metric, op, threshold, "

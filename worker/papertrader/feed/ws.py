@@ -1,17 +1,19 @@
-"""The WebSocket feed on port 8765: JSON messages ``snapshot|candle|prediction|trade|portfolio|health``.
+"""The WebSocket feed on port 8765, engine side: JSON messages ``snapshot|candle|prediction|trade|portfolio|health``.
 
 Message envelope: ``{"type": ..., "symbol": "BTC-EUR", "time": <server Unix seconds>, "data": {...}}``.
 A new client first receives a ``snapshot`` (health report, portfolio, last candle, features, recent trades).
 
-The engine never waits for clients: its listener calls only store the latest event (and append trades to a
-bounded deque) and wake the flusher task. The flusher serialises each message once and puts it on every
-client's bounded queue; a per-client task sends from that queue. A client whose queue is full (it does not
-read, or reads too slowly) is disconnected with close code 1013 ("try again later") and a log line.
-``candle``, ``prediction`` and ``portfolio`` are conflated to the latest value per flush (flushes at most every
+The engine never waits for clients, and never shares its process with them: the worker binds the port and starts a
+fan-out process (``feed/fanout.py``) that serves every connection. Engine listener calls only store the latest
+event (and append trades to a bounded deque) and wake the flusher task, which serialises each message once and
+writes the flush to the fan-out process over a Unix socket pair, with the portfolio, features and summary the
+fan-out keeps its snapshot state current with. The worker builds a full snapshot only when the fan-out asks (its
+first client after having none); while nothing is connected, the listeners store nothing. ``candle``,
+``prediction`` and ``portfolio`` are conflated to the latest value per flush (flushes at most every
 WS_FLUSH_INTERVAL seconds, 50 ms by default); trades are never conflated. At a live rate (one candle a minute)
 that is every candle; a replay, or a live burst such as a backfill after a reconnect, sends the latest state of
-each flush. Client input: ``{"type": "ping"}`` answers ``pong``, ``{"type": "snapshot"}`` re-sends the snapshot;
-anything else (bad JSON, binary, unknown types) is ignored; frames over 4 KiB close the connection (1009).
+each flush. Slow clients, client input and limits: see fanout.py. If the fan-out process exits, the worker logs
+an error and restarts it on the same port (clients reconnect); if it falls 16 MiB behind, it is restarted too.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import sys
 import time
 from collections import deque
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-
-from papertrader.events import BaseListener, CandleVerdict, Fill, PortfolioSnapshot, Prediction
-from papertrader.features.cache import TtlCache
+from papertrader.events import (
+    BaseListener,
+    CandleVerdict,
+    Fill,
+    PortfolioSnapshot,
+    Prediction,
+)
+from papertrader.feed import ipc
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
@@ -36,10 +43,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("papertrader.feed")
 
-SLOW_CLIENT_CLOSE_CODE = 1013
-MAX_CLIENT_MESSAGE_BYTES = 4096
 RECENT_TRADES = 20
 MAX_PENDING_TRADES = 1000
+MAX_FANOUT_BACKLOG_BYTES = 16 * 1024 * 1024
+RESTART_DELAYS_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # by failures in a row
+STOP_TIMEOUT_SECONDS = 5.0
 
 
 def _json_default(value: Any) -> Any:
@@ -80,33 +88,28 @@ def prediction_data(prediction: Prediction) -> dict[str, Any]:
             "model_version": prediction.model_version, "duration_s": prediction.duration_s}
 
 
-class _Client:
-    __slots__ = ("ws", "queue", "task", "peer")
-
-    def __init__(self, ws: ServerConnection, size: int) -> None:
-        self.ws = ws
-        self.queue: asyncio.Queue[str] = asyncio.Queue(size)
-        self.task: asyncio.Task[None] | None = None
-        self.peer = "%s:%s" % tuple(ws.remote_address[:2]) if ws.remote_address else "?"
 
 
 class WsFeed(BaseListener):
-    """Engine listener + WebSocket server."""
+    """Engine listener; owns the feed's listening socket and the fan-out process that serves its clients."""
 
     def __init__(self, obs: Observability, host: str, port: int) -> None:
         self.obs = obs
         self.symbol = obs.runner.engine.symbol
         self.host, self.port = host, port
         self.bound_port: int | None = None
-        self.queue_size = obs.runner.settings.ws_client_queue_size
-        self.flush_interval = obs.runner.settings.ws_flush_interval
-        self.clients: set[_Client] = set()
-        self.slow_disconnects = 0
-        self.ignored_inputs = 0
-        self.messages_sent = 0
-        self.recent_trades: deque[Fill] = deque(maxlen=RECENT_TRADES)
         settings = obs.runner.settings
-        self.cache: TtlCache[str] = TtlCache(settings.feature_cache_size, settings.cache_ttl_seconds)
+        self.queue_size = settings.ws_client_queue_size
+        self.flush_interval = settings.ws_flush_interval
+        self.snapshot_ttl = settings.cache_ttl_seconds
+        self.share_snapshots = settings.feature_cache_size > 0
+        self.nice = settings.ws_fanout_nice
+        self.log_level = logging.getLevelName(logging.getLogger("papertrader").getEffectiveLevel())
+        self.recent_trades: deque[Fill] = deque(maxlen=RECENT_TRADES)
+        self.fanout_stats: dict[str, int] = {}
+        self.fanout_restarts = 0
+        self._snapshots_sent = 0
+        self._forwarding = False  # engine events matter to the fan-out process (see _update_forwarding)
         self._trades: deque[Fill] = deque(maxlen=MAX_PENDING_TRADES)
         self._candle: tuple[Candle, CandleVerdict] | None = None
         self._prediction: Prediction | None = None
@@ -114,196 +117,261 @@ class WsFeed(BaseListener):
         self._health: dict[str, Any] | None = None
         self._pending = False
         self._wake = asyncio.Event()
-        self._server: Server | None = None
+        self._listener: socket.socket | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._closing: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
+    # --- what the fan-out process reports ----------------------------------------------------------------------
     def client_count(self) -> int:
-        return len(self.clients)
+        return self.fanout_stats.get("clients", 0)
+
+    @property
+    def fanout_pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.returncode is None else None
+
+    @property
+    def slow_disconnects(self) -> int:
+        return self.fanout_stats.get("slow_disconnects", 0)
+
+    @property
+    def ignored_inputs(self) -> int:
+        return self.fanout_stats.get("ignored_inputs", 0)
+
+    @property
+    def snapshot_hits(self) -> int:
+        return self.fanout_stats.get("snapshot_hits", 0)
+
+    @property
+    def snapshot_misses(self) -> int:
+        return self.fanout_stats.get("snapshot_misses", 0)
 
     # --- engine listener (hot path: store and wake) ----------------------------------------------------------
     def on_candle(self, candle: Candle, verdict: CandleVerdict) -> None:
-        if self.clients and type(candle) is Candle:
+        if self._forwarding and type(candle) is Candle:
             self._candle = (candle, verdict)
             if not self._pending:
                 self._pending = True
                 self._wake.set()
 
     def on_prediction(self, prediction: Prediction) -> None:
-        if self.clients:
+        if self._forwarding:
             self._prediction = prediction
 
     def on_fill(self, fill: Fill) -> None:
         self.recent_trades.append(fill)
-        if self.clients:
+        if self._forwarding:
             self._trades.append(fill)
             if not self._pending:
                 self._pending = True
                 self._wake.set()
 
     def on_portfolio(self, snapshot: PortfolioSnapshot) -> None:
-        if self.clients:
+        if self._forwarding:
             self._portfolio = snapshot
 
     def publish_health(self, report: dict[str, Any]) -> None:
-        if self.clients:
+        if self._forwarding:
             self._health = report
             if not self._pending:
                 self._pending = True
                 self._wake.set()
 
-    # --- server ----------------------------------------------------------------------------------------------
+    # --- the fan-out process -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._server = await serve(self._handler, self.host, self.port, max_size=MAX_CLIENT_MESSAGE_BYTES,
-                                   close_timeout=2, ping_interval=20, ping_timeout=20, max_queue=4)
-        sockets = list(self._server.sockets)
-        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
-        self._flusher = asyncio.create_task(self._flush_loop(), name="ws-flusher")
-        log.info("websocket feed listening on %s:%d", self.host, self.bound_port)
-
-    async def stop(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            try:
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
-                pass
-        for task in list(self._closing):
-            task.cancel()
-
-    async def _handler(self, ws: ServerConnection) -> None:
-        client = _Client(ws, self.queue_size)
-        client.queue.put_nowait(self.snapshot())
-        self.clients.add(client)
-        client.task = asyncio.create_task(self._send_loop(client))
+        """Bind the port here (an error is the worker's, at start) and start the fan-out process on it."""
+        self._listener = socket.create_server((self.host, self.port), backlog=1024)
+        self.bound_port = self._listener.getsockname()[1]
         try:
-            async for message in ws:
-                self._on_input(client, message)
-        except ConnectionClosed:
-            pass
-        finally:
-            self.clients.discard(client)
-            if client.task is not None and not client.task.done():
-                client.task.cancel()
+            await self._spawn()
+        except OSError:
+            self._listener.close()
+            raise
+        self._supervisor = asyncio.create_task(self._supervise(), name="ws-fanout-supervisor")
+        self._flusher = asyncio.create_task(self._flush_loop(), name="ws-flusher")
+        log.info("websocket feed listening on %s:%d (fan-out process %d)", self.host, self.bound_port,
+                 self._process.pid if self._process else -1)
 
-    async def _send_loop(self, client: _Client) -> None:
-        ws, queue = client.ws, client.queue
+    async def _spawn(self) -> None:
+        assert self._listener is not None
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "papertrader.feed.fanout", "--listen-fd", str(self._listener.fileno()),
+                "--ipc-fd", str(theirs.fileno()), "--symbol", self.symbol, "--queue-size", str(self.queue_size),
+                "--snapshot-ttl", str(self.snapshot_ttl), "--share-snapshots", str(int(self.share_snapshots)),
+                "--nice", str(self.nice), "--log-level", self.log_level,
+                pass_fds=(self._listener.fileno(), theirs.fileno()), stdin=asyncio.subprocess.DEVNULL)
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.fanout_stats, self._snapshots_sent = {}, 0
+        self._update_forwarding()
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+
+    async def _supervise(self) -> None:
+        """Read the fan-out process's frames; restart it (with backoff) if it exits while the worker runs."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            await self._read_frames()
+            code = await self._reap()
+            if self._stopping:
+                return
+            failures = 0 if time.monotonic() - started > 60 else failures + 1
+            log.error("websocket fan-out process exited (code %s): %d clients disconnected; restarting it", code,
+                      self.client_count())
+            self.fanout_stats = {}
+            self._update_forwarding()
+            while True:
+                await asyncio.sleep(RESTART_DELAYS_SECONDS[min(failures, len(RESTART_DELAYS_SECONDS) - 1)])
+                if self._stopping:
+                    return
+                try:
+                    await self._spawn()
+                    break
+                except OSError as exc:
+                    failures += 1
+                    log.error("websocket fan-out process could not be started (%s); trying again", exc)
+            self.fanout_restarts += 1
+
+    async def _read_frames(self) -> None:
+        """Handle the fan-out process's frames until it closes its end (it exited) or sends garbage."""
+        assert self._reader is not None
         try:
             while True:
-                text = await queue.get()
-                await ws.send(text)
-                self.messages_sent += 1
-        except ConnectionClosed:
-            self.clients.discard(client)
-        except asyncio.CancelledError:
-            pass
-
-    def _on_input(self, client: _Client, message: str | bytes) -> None:
-        kind = None
-        if isinstance(message, str):
-            try:
-                data = json.loads(message)
-                kind = data.get("type") if isinstance(data, dict) else None
-            except ValueError:
-                kind = None
-        if kind == "ping":
-            self._enqueue(client, dumps(self._message("pong", {})))
-        elif kind == "snapshot":
-            self._enqueue(client, self.snapshot())
-        else:
-            self.ignored_inputs += 1
-            if self.ignored_inputs <= 10 or self.ignored_inputs % 1000 == 0:
-                log.info("websocket client %s: ignored input (%d so far)", client.peer, self.ignored_inputs)
-
-    def _enqueue(self, client: _Client, text: str) -> bool:
-        try:
-            client.queue.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
-            self._drop_slow(client)
-            return False
-
-    def _drop_slow(self, client: _Client) -> None:
-        if client not in self.clients:
+                self._on_frame(*await ipc.read(self._reader))
+        except (asyncio.IncompleteReadError, ConnectionError):
             return
-        self.clients.discard(client)
-        self.slow_disconnects += 1
-        log.warning("websocket client %s too slow (%d messages queued): closing with code %d", client.peer,
-                    self.queue_size, SLOW_CLIENT_CLOSE_CODE)
-        if client.task is not None:
-            client.task.cancel()
-        task = asyncio.create_task(self._close(client.ws))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        except ipc.FrameError as exc:
+            log.error("websocket fan-out process: %s", exc)
+            if self._process is not None and self._process.returncode is None:
+                self._process.kill()
 
-    async def _close(self, ws: ServerConnection) -> None:
+    async def _reap(self) -> int | None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        process = self._process
+        if process is None:
+            return None
         try:
-            await asyncio.wait_for(ws.close(SLOW_CLIENT_CLOSE_CODE, "slow consumer: queue full"), 3)
-        except Exception:  # noqa: BLE001 - the handshake could not complete: drop the TCP connection
-            ws.transport.abort()
+            return await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+        except TimeoutError:
+            process.kill()
+            return await process.wait()
+
+    def _on_frame(self, kind: int, payload: bytes) -> None:
+        if kind == ipc.STATS:
+            self.fanout_stats = json.loads(payload)
+            self._update_forwarding()
+        elif kind == ipc.SNAPSHOT_REQUEST:
+            self._send_snapshot()
+        elif kind == ipc.LOG:
+            level, _, message = payload.decode(errors="replace").partition(" ")
+            log.log(int(level) if level.isdigit() else logging.WARNING, "%s", message)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self._writer is not None:
+            self._writer.close()  # end of input: the fan-out process closes its clients (1001) and exits
+        if self._supervisor is not None:
+            try:
+                await asyncio.wait_for(self._supervisor, STOP_TIMEOUT_SECONDS * 2)
+            except TimeoutError:
+                self._supervisor.cancel()
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
+        if self._listener is not None:
+            self._listener.close()
 
     # --- fan-out -----------------------------------------------------------------------------------------------
     def _message(self, kind: str, data: Any) -> dict[str, Any]:
         return {"type": kind, "symbol": self.symbol, "time": time.time(), "data": data}
 
-    def snapshot(self) -> str:
-        """The serialised ``snapshot`` message for a new client. It is built once per engine position (the seed's
-        feature cache, FEATURE_CACHE_SIZE / CACHE_TTL_SECONDS): a thousand clients connecting between two candles
-        cost one health report, summary and serialisation, not a thousand."""
-        engine = self.obs.runner.engine
-        return self.cache.get_or_compute((engine.items, engine.portfolio.fills, tuple(engine.risk.state.halts)),
-                                         self._build_snapshot)
+    def snapshot_data(self) -> dict[str, Any]:
+        """A full snapshot's ``data``: health report, last candle, recent trades, portfolio, features, summary."""
+        candle = self.obs.runner.engine.last_candle
+        return {
+            "health": self.obs.health.report(),
+            "candle": candle_data(candle) if candle is not None else None,
+            "recent_trades": [fill_data(fill) for fill in self.recent_trades],
+            **self._engine_state(),
+        }
 
-    def _build_snapshot(self) -> str:
+    def _engine_state(self) -> dict[str, Any]:
+        """What the messages do not carry exactly: the portfolio valued at the last candle, the features and the
+        engine summary (sent with every flush that has engine events)."""
         engine = self.obs.runner.engine
         candle = engine.last_candle
         snapshot = engine.portfolio.snapshot(candle.ts, candle.close) if candle is not None else None
-        return dumps(self._message("snapshot", {
-            "health": self.obs.health.report(),
-            "portfolio": portfolio_data(snapshot) if snapshot is not None else None,
-            "candle": candle_data(candle) if candle is not None else None,
-            "features": {name: value for name, value in engine.features.values.items() if value == value},
-            "recent_trades": [fill_data(fill) for fill in self.recent_trades],
-            "summary": engine.summary(),
-        }))
+        return {"portfolio": portfolio_data(snapshot) if snapshot is not None else None,
+                "features": {name: value for name, value in engine.features.values.items() if value == value},
+                "summary": engine.summary()}
 
-    def pending_messages(self) -> list[str]:
-        """Serialise what the engine reported since the last flush (each message once)."""
-        out: list[dict[str, Any]] = []
+    def _send_snapshot(self) -> None:
+        """Flush what is pending first, so the snapshot is followed by exactly the events after it."""
+        self.flush()
+        if self._writer is None:
+            return
+        self._writer.write(ipc.encode(ipc.SNAPSHOT, dumps(self.snapshot_data()).encode()))
+        self._snapshots_sent += 1
+        self._update_forwarding()
+
+    def _update_forwarding(self) -> None:
+        """Engine events go to the fan-out process while it has clients and while a snapshot is on its way (a
+        client is about to be registered); otherwise the listeners skip even storing them."""
+        stats = self.fanout_stats
+        self._forwarding = stats.get("clients", 0) > 0 or stats.get("snapshots_received", 0) < self._snapshots_sent
+
+    def pending_messages(self) -> list[tuple[int, str]]:
+        """Serialise what the engine reported since the last flush (each message once), with its frame kind."""
+        out: list[tuple[int, dict[str, Any]]] = []
         while self._trades:
-            out.append(self._message("trade", fill_data(self._trades.popleft())))
+            out.append((ipc.EVENT, self._message("trade", fill_data(self._trades.popleft()))))
         if self._candle is not None:
-            out.append(self._message("candle", candle_data(*self._candle)))
+            out.append((ipc.EVENT, self._message("candle", candle_data(*self._candle))))
             self._candle = None
         if self._prediction is not None:
-            out.append(self._message("prediction", prediction_data(self._prediction)))
+            out.append((ipc.EVENT, self._message("prediction", prediction_data(self._prediction))))
             self._prediction = None
         if self._portfolio is not None:
-            out.append(self._message("portfolio", portfolio_data(self._portfolio)))
+            out.append((ipc.EVENT, self._message("portfolio", portfolio_data(self._portfolio))))
             self._portfolio = None
         if self._health is not None:
-            out.append(self._message("health", self._health))
+            out.append((ipc.HEALTH, self._message("health", self._health)))
             self._health = None
-        return [dumps(message) for message in out]
+        return [(kind, dumps(message)) for kind, message in out]
 
-    def broadcast(self, texts: list[str]) -> None:
-        for client in list(self.clients):
-            queue = client.queue
-            for text in texts:
-                try:
-                    queue.put_nowait(text)
-                except asyncio.QueueFull:
-                    self._drop_slow(client)
-                    break
+    def flush(self) -> None:
+        """Hand the pending messages to the fan-out process (one write; the engine never waits for it)."""
+        self._pending = False
+        messages = self.pending_messages()
+        writer = self._writer
+        if not messages or writer is None:
+            return
+        frames = [ipc.encode(kind, text.encode()) for kind, text in messages]
+        if any(kind == ipc.EVENT for kind, _ in messages):
+            frames.append(ipc.encode(ipc.STATE, dumps(self._engine_state()).encode()))
+        frames.append(ipc.encode(ipc.FLUSH))
+        writer.write(b"".join(frames))
+        backlog = writer.transport.get_write_buffer_size()
+        if backlog > MAX_FANOUT_BACKLOG_BYTES and self._process is not None and self._process.returncode is None:
+            log.error("websocket fan-out process is %d MiB behind: restarting it", backlog // 2**20)
+            self._process.kill()
 
     async def _flush_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            self._pending = False
-            texts = self.pending_messages()
-            if texts and self.clients:
-                self.broadcast(texts)
+            self.flush()
             await asyncio.sleep(self.flush_interval)
+

@@ -75,7 +75,8 @@ class HealthMonitor:
         self.last_tick = time.monotonic()
         self.last_progress = time.monotonic()
         self._last_items = obs.runner.engine.items
-        self.memory_bytes = 0
+        self.memory_bytes = 0  # the worker and its WebSocket fan-out process (the pod's processes)
+        self.fanout_memory_bytes = 0
         self.disk_free_ratio = 1.0
         self.level: str | None = None
         self.listeners: list[Callable[[dict[str, Any]], None]] = []  # full reports and level changes
@@ -83,6 +84,7 @@ class HealthMonitor:
         self._watchdog: threading.Thread | None = None
         self._stopping = threading.Event()
         self._process: Any = None
+        self._fanout_process: Any = None
         self._sample()
 
     # --- lifecycle -----------------------------------------------------------------------------------------
@@ -137,6 +139,18 @@ class HealthMonitor:
             elif stalled <= self.stall_after:
                 reported = False
 
+    def _fanout_rss(self, psutil: Any) -> int:
+        feed = self.obs.feed
+        pid = feed.fanout_pid if feed is not None else None
+        if pid is None:
+            return 0
+        if self._fanout_process is None or self._fanout_process.pid != pid:
+            self._fanout_process = psutil.Process(pid)
+        try:
+            return int(self._fanout_process.memory_info().rss)
+        except psutil.Error:  # it exited just now; the feed restarts it
+            return 0
+
     def _sample(self) -> None:
         runner = self.obs.runner
         items = runner.engine.items
@@ -145,11 +159,12 @@ class HealthMonitor:
             self._last_items = items
             self.last_progress = now
         try:
-            if self._process is None:
-                import psutil
+            import psutil
 
+            if self._process is None:
                 self._process = psutil.Process(os.getpid())
-            self.memory_bytes = self._process.memory_info().rss
+            self.fanout_memory_bytes = self._fanout_rss(psutil)
+            self.memory_bytes = self._process.memory_info().rss + self.fanout_memory_bytes
         except Exception:  # noqa: BLE001 - psutil missing or restricted
             self.memory_bytes = 0
         try:
@@ -283,7 +298,9 @@ class HealthMonitor:
 
         rss = self.memory_bytes
         score = 100.0 if rss <= MEMORY_GOOD_BYTES else 50.0 if rss <= 2 * MEMORY_GOOD_BYTES else 0.0
-        out["memory"] = {"score": score, "detail": f"rss {rss / 1e6:.0f} MB"}
+        out["memory"] = {"score": score, "detail": f"rss {rss / 1e6:.0f} MB"
+                         + (f" (WebSocket fan-out {self.fanout_memory_bytes / 1e6:.0f} MB)"
+                            if self.fanout_memory_bytes else "")}
         return out
 
     def report(self) -> dict[str, Any]:

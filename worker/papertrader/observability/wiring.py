@@ -218,11 +218,11 @@ class Observability:
         return {"version": version, "age_seconds": age, "required": required, "loaded": loaded}
 
     def cache_hit_ratio(self) -> float | None:
-        """Hit ratio of the snapshot cache (FEATURE_CACHE_SIZE / CACHE_TTL_SECONDS), None before any lookup."""
-        cache = self.feed.cache if self.feed is not None else None
-        if cache is None or cache.hits + cache.misses == 0:
-            return None
-        return cache.hit_ratio
+        """Share of new WebSocket clients served an already built snapshot (FEATURE_CACHE_SIZE / CACHE_TTL_SECONDS),
+        None before the first client."""
+        feed = self.feed
+        total = feed.snapshot_hits + feed.snapshot_misses if feed is not None else 0
+        return feed.snapshot_hits / total if feed is not None and total else None
 
     def source_connected(self) -> bool:
         try:
