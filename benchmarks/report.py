@@ -33,8 +33,8 @@ FULL = {
     "engine": ["engine_throughput.py", "--candles", "1000000", "--repeat", "3", "--latency-candles", "20000"],
     "ml": ["ml_inference.py"],
     "tracing": ["tracing_overhead.py", "--candles", "50000", "--repeat", "2"],
-    "ws": ["ws_fanout.py", "--clients", "1000", "--silent", "100", "--hostile", "50", "--candles", "1500",
-           "--rate", "50"],
+    "ws": ["ws_fanout.py", "--clients", "1000", "--silent", "100", "--hostile", "50", "--candles", "3300",
+           "--rate", "100", "--rounds", "2"],
     "fleet": ["load_soak.py", "replay", "--workers", "50", "--candles", "20000"],
     "soak": ["load_soak.py", "soak", "--candles", "1000000", "--interval", "0.5"],
     "operator": ["operator_convergence.py", "--traders", "100", "--symbols", "5"],
@@ -44,7 +44,7 @@ QUICK = {
     "ml": ["ml_inference.py", "--candles", "20000"],
     "tracing": ["tracing_overhead.py", "--candles", "20000", "--repeat", "1"],
     "ws": ["ws_fanout.py", "--clients", "200", "--silent", "20", "--hostile", "20", "--candles", "600",
-           "--rate", "50"],
+           "--rate", "50", "--rounds", "1"],
     "fleet": ["load_soak.py", "replay", "--workers", "10", "--candles", "5000"],
     "soak": ["load_soak.py", "soak", "--candles", "200000", "--interval", "0.2"],
     "operator": ["operator_convergence.py", "--traders", "20", "--symbols", "3"],
@@ -341,8 +341,8 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
             f"never read; {fmt(ws.get('hostile'))} hostile: garbage/binary frames, frames over 4 KiB, snapshot-request "
             f"floods without reading, half-sent handshakes, connect/abort churn), {fmt(ws.get('candles'))} candles at "
             f"{fmt(ws.get('rate'))} candles/s (live-like source). The worker serves clients from its fan-out process "
-            f"(WS_FANOUT_NICE 10); the clients run in another process at nice {ws.get('clients_nice', 0)}, standing "
-            f"in for their own machines on this 2-core box; {ws.get('rounds', 1)} rounds of each condition in "
+            f"(WS_FANOUT_CPU_PRIORITY idle); the clients run in another process at CPU priority "
+            f"{ws.get('clients_priority', 'normal')}, standing in for their own machines on this 2-core box; {ws.get('rounds', 1)} rounds of each condition in "
             "alternating order, samples pooled. Engine candle latency = candle released by the source -> decision "
             "persisted (so any wait for the worker's event loop counts).")
         add("")

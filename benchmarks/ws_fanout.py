@@ -1,7 +1,7 @@
 """WebSocket fan-out with 1,000 clients on 127.0.0.1 (some never read, some hostile) vs none.
 
-    python benchmarks/ws_fanout.py [--clients 1000] [--silent 100] [--hostile 50] [--candles 1500] [--rate 50]
-                                   [--rounds 2] [--clients-nice 19]
+    python benchmarks/ws_fanout.py [--clients 1000] [--silent 100] [--hostile 50] [--candles 3300] [--rate 100]
+                                   [--rounds 2] [--clients-priority idle]
     python benchmarks/ws_fanout.py --json out.json   # also write the figures as JSON
 
 A worker runs in this process with a live-like source that releases one candle every 1/rate s; the worker serves
@@ -14,8 +14,8 @@ is committed (so a candle waiting for a busy event loop counts), and also as the
 persisted, ``papertrader_tick_duration_seconds``). Each condition (no clients / clients) runs ``--rounds`` times
 in alternating order and the samples are pooled, so drift on a shared machine cancels out; the p99 ratio
 with/without clients is the headline figure. On a 2-core machine the client process (a thousand connections'
-worth of parsing) would take a whole core from the worker; ``--clients-nice`` (19 by default) lets it stand in
-for the clients' own machines; ``--clients-nice 0`` measures them competing as equals.
+worth of parsing) would take a whole core from the worker; ``--clients-priority idle`` (the default, SCHED_IDLE)
+lets it stand in for the clients' own machines; ``normal`` measures them competing as equals.
 
 ``hostile`` clients (part of ``clients``) cycle through: garbage text and binary frames (ignored, the client keeps
 receiving), frames over 4 KiB (closed with 1009), a flood of snapshot requests without reading (closed as
@@ -111,10 +111,11 @@ async def hostile_client(kind: str, port: int, stop: Any, stats: dict[str, int])
 
 
 def clients_main(port: int, readers: int, silent: int, stop: Any, out: Any, ready: Any, hostile: int = 0,
-                 nice: int = 0) -> None:
+                 priority: str = "normal") -> None:
+    from papertrader.feed.fanout import lower_cpu_priority
+
     _raise_fd_limit()
-    if nice:
-        os.nice(nice)
+    lower_cpu_priority(priority)
 
     async def main() -> None:
         from websockets.asyncio.client import connect
@@ -195,7 +196,7 @@ class _Ticks:
 
 
 async def run_worker(clients: int, silent: int, candles: int, rate: float, hostile: int = 0,
-                     clients_nice: int = 0) -> dict[str, Any]:
+                     clients_priority: str = "normal") -> dict[str, Any]:
     from observability.helpers import ScriptedSource, Worker, settings_for
 
     class TimedSource(ScriptedSource):
@@ -223,7 +224,7 @@ async def run_worker(clients: int, silent: int, candles: int, rate: float, hosti
     if clients:
         process = multiprocessing.Process(target=clients_main, args=(feed.bound_port, clients - silent - hostile,
                                                                       silent, stop, out, ready, hostile,
-                                                                      clients_nice))
+                                                                      clients_priority))
         process.start()
         await asyncio.get_running_loop().run_in_executor(None, ready.get)
         wait_started = time.monotonic()
@@ -304,7 +305,9 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-def summarize(base: dict[str, Any], loaded: dict[str, Any], args: Any) -> dict[str, Any]:
+def summarize(bases: list[dict[str, Any]], loads: list[dict[str, Any]], args: Any) -> dict[str, Any]:
+    """The figures of all runs: samples of each condition pooled, plus each round's p99."""
+    base, loaded = merge_runs(bases), merge_runs(loads)
     lat = loaded.get("latencies", [])
     return {
         "clients": args.clients, "silent": args.silent, "hostile": args.hostile, "candles": args.candles,
@@ -325,7 +328,9 @@ def summarize(base: dict[str, Any], loaded: dict[str, Any], args: Any) -> dict[s
         "candles_processed": loaded["candles_processed"], "healthz_status": loaded["healthz_status"],
         "ignored_inputs": loaded["ignored_inputs"], "hostile_outcomes": loaded.get("hostile", {}),
         "connect_wait_s": loaded["connect_wait_s"], "clients_at_start": loaded["clients_at_start"],
-        "rounds": args.rounds, "clients_nice": args.clients_nice, "fanout_cpu_share": loaded["fanout_cpu_share"],
+        "rounds": args.rounds,
+        "engine_p99_us_per_round_no_clients": [pct(run["latencies_engine"], .99) * 1e6 for run in bases],
+        "engine_p99_us_per_round_clients": [pct(run["latencies_engine"], .99) * 1e6 for run in loads], "clients_priority": args.clients_priority, "fanout_cpu_share": loaded["fanout_cpu_share"],
         "clients_cpu_share": loaded["clients_cpu_share"],
     }
 
@@ -334,12 +339,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--silent", type=int, default=100)
-    parser.add_argument("--hostile", type=int, default=0, help="misbehaving clients (part of --clients)")
-    parser.add_argument("--candles", type=int, default=1500)
-    parser.add_argument("--rate", type=float, default=50.0, help="candles per second")
-    parser.add_argument("--clients-nice", type=int, default=19,
-                        help="niceness of the client process: on one small machine it stands in for the clients' "
-                             "own machines (0: clients compete with the worker for the CPU as equals)")
+    parser.add_argument("--hostile", type=int, default=50, help="misbehaving clients (part of --clients)")
+    parser.add_argument("--candles", type=int, default=3300, help="per run, the first 300 not measured")
+    parser.add_argument("--rate", type=float, default=100.0, help="candles per second")
+    parser.add_argument("--clients-priority", choices=("idle", "low", "normal"), default="idle",
+                        help="CPU priority of the client process: on one small machine, idle stands in for the "
+                             "clients' own machines; normal makes them compete with the worker as equals")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each condition, pooled")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -353,17 +358,18 @@ def main() -> None:
                 bases.append(asyncio.run(run_worker(0, 0, args.candles, args.rate)))
             else:
                 loads.append(asyncio.run(run_worker(args.clients, args.silent, args.candles, args.rate,
-                                                    args.hostile, args.clients_nice)))
-        ratio = pct(loads[-1]["latencies_engine"], .99) / pct(bases[-1]["latencies_engine"], .99)
-        print(f"round {round_no + 1}/{args.rounds}: engine p99 ratio {ratio:.3f}", file=sys.stderr)
+                                                    args.hostile, args.clients_priority)))
+        base_p99, loaded_p99 = (pct(runs[-1]["latencies_engine"], .99) for runs in (bases, loads))
+        print(f"round {round_no + 1}/{args.rounds}: engine p99 no clients {base_p99 * 1e6:.0f} us, with clients "
+              f"{loaded_p99 * 1e6:.0f} us, ratio {loaded_p99 / base_p99:.3f}", file=sys.stderr)
     base, loaded = merge_runs(bases), merge_runs(loads)
+    summary = summarize(bases, loads, args)
     label = f"{args.clients} clients ({args.silent} silent, {args.hostile} hostile)"
     for name, r in (("no clients", base), (label, loaded)):
         t, lat = r["ticks"], r["latencies_engine"]
         print(f"{name}: engine candle latency (released -> decision persisted) p50 {pct(lat, .5) * 1e6:.1f} us  "
               f"p99 {pct(lat, .99) * 1e6:.1f} us; tick (processing -> persisted) p50 {pct(t, .5) * 1e6:.1f} us  "
               f"p99 {pct(t, .99) * 1e6:.1f} us  (n={len(lat)}, {args.rounds} rounds pooled)")
-    summary = summarize(base, loaded, args)
     print(f"fan-out latency (flush -> client, candle messages): p50 {summary['fanout_p50_ms']:.1f} ms  "
           f"p99 {summary['fanout_p99_ms']:.1f} ms  (n={summary['fanout_messages']})")
     print(f"readers that got the last candle: {summary['readers_complete']}/{summary['readers']}; "

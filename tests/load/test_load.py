@@ -59,11 +59,11 @@ def check_ws(summary: dict) -> None:
 
 def ws_run(clients: int, silent: int, hostile: int, candles: int, rate: float) -> dict:
     args = SimpleNamespace(clients=clients, silent=silent, hostile=hostile, candles=candles, rate=rate, rounds=1,
-                           clients_nice=0)
+                           clients_priority="normal")
     ws_fanout._raise_fd_limit()
-    base = ws_fanout.merge_runs([asyncio.run(ws_fanout.run_worker(0, 0, candles, rate))])
-    loaded = ws_fanout.merge_runs([asyncio.run(ws_fanout.run_worker(clients, silent, candles, rate, hostile))])
-    return ws_fanout.summarize(base, loaded, args)
+    base = asyncio.run(ws_fanout.run_worker(0, 0, candles, rate))
+    loaded = asyncio.run(ws_fanout.run_worker(clients, silent, candles, rate, hostile))
+    return ws_fanout.summarize([base], [loaded], args)
 
 
 def test_replay_workers_concurrently(candles_file: Path, tmp_path: Path) -> None:

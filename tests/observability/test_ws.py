@@ -129,3 +129,22 @@ async def test_clients_are_served_by_a_separate_process_that_is_restarted_if_it_
     finally:
         await worker.stop()
     assert feed.fanout_pid is None  # stopped with the worker
+
+
+async def test_the_fan_out_process_runs_at_the_configured_cpu_priority(tmp_path):
+    """By default it only gets CPU time the engine does not want (SCHED_IDLE); `low` is nice 10."""
+    for priority, policy, nice in (("idle", os.SCHED_IDLE, None), ("low", os.SCHED_OTHER, 10)):
+        settings = settings_for(tmp_path / priority, WS_FANOUT_CPU_PRIORITY=priority)
+        worker = await Worker(settings, ScriptedSource(live=True)).start()
+        try:
+            pid = worker.obs.feed.fanout_pid
+
+            def applied(pid: int = pid, policy: int = policy, nice: int | None = nice) -> bool:
+                relative_nice = os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, 0)
+                lowered = nice is None or relative_nice == nice
+                return os.sched_getscheduler(pid) == policy and lowered
+
+            await wait_for(applied)
+            assert os.sched_getscheduler(os.getpid()) == os.SCHED_OTHER  # the engine keeps its normal priority
+        finally:
+            await worker.stop()

@@ -210,8 +210,9 @@ class Settings(BaseSettings):
     ws_client_queue_size: int = Field(256, ge=1, description="messages queued per WebSocket client before it "
                                       "counts as slow and is disconnected")
     ws_flush_interval: float = Field(0.05, gt=0, description="seconds between WebSocket fan-out flushes")
-    ws_fanout_nice: int = Field(10, ge=0, le=19, description="niceness of the WebSocket fan-out process, so the "
-                                "engine gets the CPU first when clients keep it busy")
+    ws_fanout_cpu_priority: Literal["idle", "low", "normal"] = Field(
+        "idle", description="CPU priority of the WebSocket fan-out process: idle (Linux SCHED_IDLE: it runs only on "
+        "CPU time the engine does not want), low (nice 10) or normal")
     enable_performance_monitoring: bool = True
     performance_report_interval: float = Field(300, gt=0)
     performance_alert_rules: str | None = Field(None, description="JSON/YAML list of {metric, op, threshold, "

@@ -10,9 +10,11 @@ serves each new client's ``snapshot`` from state it keeps current from the strea
 worker builds a full snapshot only when the first client arrives. It exits when the worker closes the pair (or
 dies); the worker restarts it if it exits on its own.
 
-The worker runs it at WS_FANOUT_NICE (10): when clients keep it busy, the engine gets the CPU first.
+The worker runs it at WS_FANOUT_CPU_PRIORITY (``idle``: Linux SCHED_IDLE), so when clients keep it busy the engine
+still gets the CPU at once.
 
-    python -m papertrader.feed.fanout --listen-fd N --ipc-fd M [--queue-size 256] [--snapshot-ttl 600] [--nice 10]
+    python -m papertrader.feed.fanout --listen-fd N --ipc-fd M [--queue-size 256] [--snapshot-ttl 600]
+                                      [--cpu-priority idle]
 """
 
 from __future__ import annotations
@@ -281,15 +283,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=int, default=256, help="messages queued per client (1013 beyond)")
     parser.add_argument("--snapshot-ttl", type=float, default=600.0)
     parser.add_argument("--share-snapshots", type=int, choices=(0, 1), default=1)
-    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much")
+    parser.add_argument("--cpu-priority", choices=("idle", "low", "normal"), default="normal",
+                        help="idle: SCHED_IDLE (runs only on CPU time nothing else wants); low: nice 10")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
 
+def lower_cpu_priority(priority: str) -> None:
+    """Give the engine's process the CPU first: the clients' work waits, the engine's candles do not."""
+    if priority == "idle":
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the lowest niceness instead
+            log.warning("websocket fan-out: SCHED_IDLE unavailable (%s); running at nice 19", exc)
+            os.nice(19)
+    elif priority == "low":
+        os.nice(10)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.nice:
-        os.nice(args.nice)
+    lower_cpu_priority(args.cpu_priority)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the worker decides
     asyncio.run(serve_clients(args))
 

@@ -103,7 +103,7 @@ class WsFeed(BaseListener):
         self.flush_interval = settings.ws_flush_interval
         self.snapshot_ttl = settings.cache_ttl_seconds
         self.share_snapshots = settings.feature_cache_size > 0
-        self.nice = settings.ws_fanout_nice
+        self.cpu_priority = settings.ws_fanout_cpu_priority
         self.log_level = logging.getLevelName(logging.getLogger("papertrader").getEffectiveLevel())
         self.recent_trades: deque[Fill] = deque(maxlen=RECENT_TRADES)
         self.fanout_stats: dict[str, int] = {}
@@ -203,7 +203,7 @@ class WsFeed(BaseListener):
                 sys.executable, "-m", "papertrader.feed.fanout", "--listen-fd", str(self._listener.fileno()),
                 "--ipc-fd", str(theirs.fileno()), "--symbol", self.symbol, "--queue-size", str(self.queue_size),
                 "--snapshot-ttl", str(self.snapshot_ttl), "--share-snapshots", str(int(self.share_snapshots)),
-                "--nice", str(self.nice), "--log-level", self.log_level,
+                "--cpu-priority", self.cpu_priority, "--log-level", self.log_level,
                 pass_fds=(self._listener.fileno(), theirs.fileno()), stdin=asyncio.subprocess.DEVNULL)
         except OSError:
             ours.close()
