@@ -3,7 +3,7 @@ alert rules evaluated against it, sent as notifications (``send_performance_aler
 
 Report metrics (names usable in rules): ``candles_per_minute``, ``predictions_per_minute``,
 ``api_response_time_s`` (mean exchange request time in the period), ``error_rate_pct`` (errors per 100 candles
-in the period), ``errors_per_minute``, ``memory_mb``, ``cache_hit_ratio`` (0-1, when a feature cache exists),
+in the period), ``errors_per_minute``, ``memory_mb``, ``cache_hit_ratio`` (0-1, the WebSocket snapshot cache, once 20 clients were served),
 ``tick_p99_s``, ``health_score``, ``data_quality_score``, ``drawdown_pct``, ``win_rate_pct``.
 
 Rules (PERFORMANCE_ALERT_RULES, JSON or YAML list): ``{"metric": ..., "op": ">"|"<"|">="|"<=", "threshold": x,
@@ -35,6 +35,7 @@ perf_log = logging.getLogger(PERFORMANCE_LOGGER)
 
 OPS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 REALERT_SECONDS = 3600.0
+MIN_CACHE_LOOKUPS = 20  # a hit ratio from a handful of WebSocket clients says nothing: no value, no alert
 
 
 @dataclass
@@ -128,7 +129,7 @@ class PerformanceMonitor:
             "win_rate_pct": 100.0 * portfolio.winning_lots / portfolio.closed_lots if portfolio.closed_lots else 0.0,
         }
         ratio = obs.cache_hit_ratio()
-        if ratio is not None:
+        if ratio is not None and obs.cache_lookups() >= MIN_CACHE_LOOKUPS:
             values["cache_hit_ratio"] = ratio
         return values
 

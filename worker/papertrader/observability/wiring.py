@@ -217,12 +217,16 @@ class Observability:
         loaded = bool(status.get("model_loaded", version is not None))
         return {"version": version, "age_seconds": age, "required": required, "loaded": loaded}
 
+    def cache_lookups(self) -> int:
+        """New WebSocket clients served a snapshot so far (the snapshot cache's lookups)."""
+        feed = self.feed
+        return feed.snapshot_hits + feed.snapshot_misses if feed is not None else 0
+
     def cache_hit_ratio(self) -> float | None:
         """Share of new WebSocket clients served an already built snapshot (FEATURE_CACHE_SIZE / CACHE_TTL_SECONDS),
         None before the first client."""
-        feed = self.feed
-        total = feed.snapshot_hits + feed.snapshot_misses if feed is not None else 0
-        return feed.snapshot_hits / total if feed is not None and total else None
+        total = self.cache_lookups()
+        return self.feed.snapshot_hits / total if self.feed is not None and total else None
 
     def source_connected(self) -> bool:
         try:
