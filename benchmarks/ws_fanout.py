@@ -250,11 +250,11 @@ async def run_worker(clients: int, silent: int, candles: int, rate: float, hosti
     fanout_cpu_s = _process_cpu_seconds(feed.fanout_pid) - fanout_cpu_start
     if not clients:
         connect_wait_s = clients_at_start = 0
-    result: dict[str, Any] = {"clients": feed.client_count(), "slow_disconnects": feed.slow_disconnects,
+    result: dict[str, Any] = {"clients": feed.client_count(), "slow_disconnects": feed.stat("slow_disconnects"),
                               "connect_wait_s": round(connect_wait_s, 1), "clients_at_start": clients_at_start,
                               "ticks": sorted(ticks.durations), "latencies_engine": sorted(ticks.latencies),
                               "candles_processed": worker.runner.engine.items,
-                              "ignored_inputs": feed.ignored_inputs, "measured_s": measured_s,
+                              "ignored_inputs": feed.stat("ignored_inputs"), "measured_s": measured_s,
                               "fanout_cpu_share": fanout_cpu_s / measured_s}
     status, _ = await worker.get("/healthz")
     result["healthz_status"] = status

@@ -26,8 +26,8 @@ async def test_clients_connecting_between_candles_share_one_snapshot(tmp_path):
         snapshots = await asyncio.gather(*(first_message() for _ in range(20)))
         assert all(s["type"] == "snapshot" for s in snapshots)
         assert len({json.dumps(s["data"], sort_keys=True) for s in snapshots}) == 1
-        await wait_for(lambda: feed.snapshot_hits + feed.snapshot_misses == 20)
-        assert (feed.snapshot_misses, feed.snapshot_hits) == (1, 19)
+        await wait_for(lambda: feed.stat("snapshot_hits") + feed.stat("snapshot_misses") == 20)
+        assert (feed.stat("snapshot_misses"), feed.stat("snapshot_hits")) == (1, 19)
         assert "sma_10" in snapshots[0]["data"]["features"]
         assert worker.obs.cache_hit_ratio() == 0.95
         status, metrics = await worker.get("/metrics")
@@ -35,7 +35,7 @@ async def test_clients_connecting_between_candles_share_one_snapshot(tmp_path):
         source.release(1)
         await wait_for(lambda: engine.items >= 51)
         later = await first_message()
-        await wait_for(lambda: feed.snapshot_misses == 2)  # the engine moved: a new snapshot
+        await wait_for(lambda: feed.stat("snapshot_misses") == 2)  # the engine moved: a new snapshot
         assert later["data"]["summary"]["candles"] > snapshots[0]["data"]["summary"]["candles"]
     finally:
         await worker.stop()
@@ -62,6 +62,6 @@ async def test_a_client_joining_later_gets_the_engines_current_state_without_ask
             for key in ("candle", "portfolio", "recent_trades", "features", "summary"):
                 assert snapshot["data"][key] == expected[key], key
             assert snapshot["data"]["recent_trades"][-1]["position_id"] == expected["recent_trades"][-1]["position_id"]
-            assert feed.fanout_stats["snapshots_received"] == 1
+            assert feed.stat("snapshots_received") == 1
     finally:
         await worker.stop()

@@ -43,7 +43,7 @@ async def test_snapshot_first_then_events_and_bad_input_ignored(tmp_path):
             worker.obs.feed.publish_health(worker.obs.health.report())
             while "health" not in seen:
                 seen.add(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"])
-        await wait_for(lambda: worker.obs.feed.ignored_inputs >= 4)
+        await wait_for(lambda: worker.obs.feed.stat("ignored_inputs") >= 4)
     finally:
         await worker.stop()
 
@@ -80,8 +80,8 @@ async def test_slow_client_is_closed_and_never_slows_the_engine(tmp_path):
             # a big health message per round makes the non-reader's buffers overflow quickly
             feed.publish_health(dict(worker.obs.health.report(), padding="x" * 20_000))
         elapsed = time.monotonic() - started
-        await wait_for(lambda: feed.slow_disconnects >= 1, timeout=10)
-        assert feed.slow_disconnects == 1  # only the non-reader
+        await wait_for(lambda: feed.stat("slow_disconnects") >= 1, timeout=10)
+        assert feed.stat("slow_disconnects") == 1  # only the non-reader
         assert feed.client_count() == 50
         assert worker.runner.engine.items == 3000
         assert elapsed < 30

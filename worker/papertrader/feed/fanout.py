@@ -69,7 +69,7 @@ class FanOut:
         self.clients: set[_Client] = set()  # registered: they receive every broadcast
         self.waiting: list[_Client] = []  # connected, waiting for the worker's full snapshot
         self.request_pending = False
-        self.counters = {"slow_disconnects": 0, "ignored_inputs": 0, "messages_sent": 0, "snapshots_received": 0}
+        self.counters = {"slow_disconnects": 0, "ignored_inputs": 0, "snapshots_received": 0}
         self._stats_dirty = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
         self._batch: list[bytes] = []
@@ -96,7 +96,6 @@ class FanOut:
             batch, self._batch = self._batch, []
             for client in list(self.clients):
                 self._deliver(client, batch)
-            self._stats_dirty.set()
 
     def on_snapshot(self, payload: bytes) -> None:
         self.counters["snapshots_received"] += 1
@@ -129,7 +128,6 @@ class FanOut:
         if not self.request_pending:
             self.request_pending = True
             self.ipc.write(ipc.encode(ipc.SNAPSHOT_REQUEST))
-        self._stats_dirty.set()
 
     def _give_snapshot(self, client: _Client) -> None:
         if client.closed:
@@ -158,7 +156,6 @@ class FanOut:
         for data in batch:
             protocol.send_text(data)
         ws.transport.write(b"".join(protocol.data_to_send()))  # text frames only: one system call
-        self.counters["messages_sent"] += len(batch)
 
     async def _drain(self, client: _Client) -> None:
         """Wait until a backed-up socket takes data again, then write the backlog."""
@@ -168,7 +165,6 @@ class FanOut:
                 batch = list(client.backlog)
                 client.backlog.clear()
                 self._write(client, batch)
-                self._stats_dirty.set()
         except (ConnectionClosed, ConnectionError):
             self._forget(client)
         finally:
@@ -223,8 +219,8 @@ class FanOut:
 
     # --- to the worker ---------------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        return dict(self.counters, clients=len(self.clients), waiting=len(self.waiting),
-                    snapshot_hits=self.state.hits, snapshot_misses=self.state.misses)
+        return dict(self.counters, clients=len(self.clients), snapshot_hits=self.state.hits,
+                    snapshot_misses=self.state.misses)
 
     async def report_stats(self) -> None:
         """Send the counters when they change, at most every STATS_INTERVAL_SECONDS."""

@@ -78,13 +78,13 @@ class SnapshotState:
 
     def text(self) -> bytes:
         """The serialised ``snapshot`` message for one client (needs ``synced``)."""
-        now = time.time()
+        now = time.monotonic()
         if (self.share and self._text is not None and self._text_version == self.version
                 and now - self._text_at <= self.ttl_seconds):
             self.hits += 1
             return self._text
         self.misses += 1
-        message = {"type": "snapshot", "symbol": self.symbol, "time": now, "data": self.data}
+        message = {"type": "snapshot", "symbol": self.symbol, "time": time.time(), "data": self.data}
         self._text = json.dumps(message, separators=(",", ":")).encode()
         self._text_version, self._text_at = self.version, now
         return self._text

@@ -28,13 +28,7 @@ from collections import deque
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from papertrader.events import (
-    BaseListener,
-    CandleVerdict,
-    Fill,
-    PortfolioSnapshot,
-    Prediction,
-)
+from papertrader.events import BaseListener, CandleVerdict, Fill, PortfolioSnapshot, Prediction
 from papertrader.feed import ipc
 from papertrader.market.candle import Candle
 
@@ -88,8 +82,6 @@ def prediction_data(prediction: Prediction) -> dict[str, Any]:
             "model_version": prediction.model_version, "duration_s": prediction.duration_s}
 
 
-
-
 class WsFeed(BaseListener):
     """Engine listener; owns the feed's listening socket and the fan-out process that serves its clients."""
 
@@ -126,28 +118,17 @@ class WsFeed(BaseListener):
         self._stopping = False
 
     # --- what the fan-out process reports ----------------------------------------------------------------------
+    def stat(self, name: str) -> int:
+        """A counter of the fan-out process: ``clients``, ``slow_disconnects``, ``ignored_inputs``,
+        ``snapshot_hits``, ``snapshot_misses``, ``snapshots_received`` (0 while it is not running)."""
+        return self.fanout_stats.get(name, 0)
+
     def client_count(self) -> int:
-        return self.fanout_stats.get("clients", 0)
+        return self.stat("clients")
 
     @property
     def fanout_pid(self) -> int | None:
         return self._process.pid if self._process is not None and self._process.returncode is None else None
-
-    @property
-    def slow_disconnects(self) -> int:
-        return self.fanout_stats.get("slow_disconnects", 0)
-
-    @property
-    def ignored_inputs(self) -> int:
-        return self.fanout_stats.get("ignored_inputs", 0)
-
-    @property
-    def snapshot_hits(self) -> int:
-        return self.fanout_stats.get("snapshot_hits", 0)
-
-    @property
-    def snapshot_misses(self) -> int:
-        return self.fanout_stats.get("snapshot_misses", 0)
 
     # --- engine listener (hot path: store and wake) ----------------------------------------------------------
     def on_candle(self, candle: Candle, verdict: CandleVerdict) -> None:
@@ -329,8 +310,7 @@ class WsFeed(BaseListener):
     def _update_forwarding(self) -> None:
         """Engine events go to the fan-out process while it has clients and while a snapshot is on its way (a
         client is about to be registered); otherwise the listeners skip even storing them."""
-        stats = self.fanout_stats
-        self._forwarding = stats.get("clients", 0) > 0 or stats.get("snapshots_received", 0) < self._snapshots_sent
+        self._forwarding = self.client_count() > 0 or self.stat("snapshots_received") < self._snapshots_sent
 
     def pending_messages(self) -> list[tuple[int, str]]:
         """Serialise what the engine reported since the last flush (each message once), with its frame kind."""

@@ -333,7 +333,7 @@ class WorkerCollector(Collector):
         family.add_metric([], feed.client_count() if feed else 0)
         yield family
         family = _counter("papertrader_ws_clients_dropped_total")
-        family.add_metric([], feed.slow_disconnects if feed else 0)
+        family.add_metric([], feed.stat("slow_disconnects") if feed else 0)
         yield family
 
         family = HistogramMetricFamily("papertrader_exchange_request_duration_seconds",

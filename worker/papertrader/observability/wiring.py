@@ -220,13 +220,13 @@ class Observability:
     def cache_lookups(self) -> int:
         """New WebSocket clients served a snapshot so far (the snapshot cache's lookups)."""
         feed = self.feed
-        return feed.snapshot_hits + feed.snapshot_misses if feed is not None else 0
+        return feed.stat("snapshot_hits") + feed.stat("snapshot_misses") if feed is not None else 0
 
     def cache_hit_ratio(self) -> float | None:
         """Share of new WebSocket clients served an already built snapshot (FEATURE_CACHE_SIZE / CACHE_TTL_SECONDS),
         None before the first client."""
         total = self.cache_lookups()
-        return self.feed.snapshot_hits / total if self.feed is not None and total else None
+        return self.feed.stat("snapshot_hits") / total if self.feed is not None and total else None
 
     def source_connected(self) -> bool:
         try:
