@@ -162,3 +162,25 @@ async def test_control_halt_and_resume(tmp_path):
                 assert response.status == 400
     finally:
         await worker.stop()
+
+
+async def test_failing_storage_pauses_trading_without_failing_liveness(tmp_path):
+    """A full disk pauses trading on purpose (retried, nothing lost): /healthz stays 200 past the stuck deadline
+    so the kubelet does not restart-loop the pod, while /readyz says why the worker is not fit to trade."""
+    settings = settings_for(tmp_path / "w", PIPELINE_STUCK_SECONDS=0.5)
+    source = ScriptedSource(live=True, now_aligned=250)
+    source.release(200)
+    worker = await Worker(settings, source).start()
+    try:
+        await wait_for(lambda: worker.runner.engine.items >= 200)
+        worker.runner.storage_error = "[Errno 28] No space left on device"
+        await asyncio.sleep(1.0)  # twice the stuck deadline without progress
+        status, body = await worker.get("/healthz")
+        assert status == 200 and not body["pipeline_stuck"], body
+        status, ready = await worker.get("/readyz")
+        assert status == 503 and "No space left" in ready["reason"], ready
+        worker.runner.storage_error = None
+        status, body = await worker.get("/healthz")
+        assert status == 503 and body["pipeline_stuck"], body  # the same silence without a storage error
+    finally:
+        await worker.stop()

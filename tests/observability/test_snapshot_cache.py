@@ -46,7 +46,7 @@ async def test_a_client_joining_later_gets_the_engines_current_state_without_ask
     joins after hundreds of candles and several trades sees exactly the engine's state, and the engine built one
     snapshot in all (for the first client)."""
     source = ScriptedSource(live=True, now_aligned=700)
-    worker = await Worker(settings_for(tmp_path / "w"), source).start()
+    worker = await Worker(settings_for(tmp_path / "w", HEALTH_CHECK_INTERVAL=1), source).start()
     feed, engine = worker.obs.feed, worker.obs.runner.engine
     try:
         async with connect(worker.ws) as first:
@@ -63,5 +63,30 @@ async def test_a_client_joining_later_gets_the_engines_current_state_without_ask
                 assert snapshot["data"][key] == expected[key], key
             assert snapshot["data"]["recent_trades"][-1]["position_id"] == expected["recent_trades"][-1]["position_id"]
             assert feed.stat("snapshots_received") == 1
+    finally:
+        await worker.stop()
+
+
+async def test_a_snapshot_with_an_old_health_report_is_not_handed_out(tmp_path):
+    """In a quiet (or stalled) market the fan-out's copy gets no news; once its health report is older than
+    HEALTH_MAX_AGE_SECONDS, a new client gets a full snapshot from the worker, with current health."""
+    from papertrader.feed.snapshot_state import HEALTH_MAX_AGE_SECONDS
+
+    source = ScriptedSource(live=True, now_aligned=50)
+    worker = await Worker(settings_for(tmp_path / "w"), source).start()  # health published every 300 s
+    feed = worker.obs.feed
+    try:
+        async with connect(worker.ws) as first:
+            await asyncio.wait_for(first.recv(), 5)
+            async with connect(worker.ws) as second:  # right away: served from the fan-out's copy
+                await asyncio.wait_for(second.recv(), 5)
+            await wait_for(lambda: feed.stat("clients") == 1)
+            assert feed.stat("snapshots_received") == 1
+            await asyncio.sleep(HEALTH_MAX_AGE_SECONDS + 0.3)
+            async with connect(worker.ws) as late:
+                snapshot = json.loads(await asyncio.wait_for(late.recv(), 5))
+            await wait_for(lambda: feed.stat("snapshots_received") == 2)
+            detail = snapshot["data"]["health"]["components"]["pipeline"]["detail"]  # "last item N s ago"
+            assert float(detail.split()[2]) >= HEALTH_MAX_AGE_SECONDS, detail  # today's health, not the old one
     finally:
         await worker.stop()

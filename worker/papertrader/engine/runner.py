@@ -9,7 +9,6 @@ is killed and restarted with the same arguments stops at the same candle as one 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -19,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from papertrader.aio import cancel_and_wait
 from papertrader.config import Settings
 from papertrader.engine.pipeline import Engine
 from papertrader.events import EngineListener
@@ -242,9 +242,7 @@ class WorkerRunner:
         stop.cancel()
         if fetch.done():
             return fetch.result()
-        fetch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fetch
+        await cancel_and_wait(fetch)
         return []
 
     async def _commit(self) -> None:

@@ -119,8 +119,8 @@ class FanOut:
             self._forget(client)
 
     def send_snapshot(self, client: _Client) -> None:
-        """Serve the snapshot from the state kept here; without one, ask the worker and wait for it."""
-        if self.state.synced:
+        """Serve the snapshot from the state kept here; without a fresh one, ask the worker and wait for it."""
+        if self.state.fresh:
             self._give_snapshot(client)
             return
         if client not in self.waiting:

@@ -5,7 +5,8 @@ broadcasts (candle, trade, health) and the per-flush ``ipc.STATE`` frame (portfo
 features, summary) update this
 copy, so clients that connect later are served here without asking the engine's process for anything. The copy is
 only trusted while the worker keeps sending, i.e. while the fan-out has clients: ``forget()`` when the last one
-leaves. The serialised snapshot is built once per state version and shared by the clients that connect before the
+leaves. Its health report is only trusted for HEALTH_MAX_AGE_SECONDS: a client arriving later (a quiet or stalled
+market, when health matters most) gets a full snapshot from the worker again. The serialised snapshot is built once per state version and shared by the clients that connect before the
 next change (the seed's feature cache: FEATURE_CACHE_SIZE = 0 builds one per client, CACHE_TTL_SECONDS bounds the
 age of a shared one); ``hits`` and ``misses`` count that.
 """
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 RECENT_TRADES = 20
+HEALTH_MAX_AGE_SECONDS = 5.0  # the worker publishes health only every HEALTH_CHECK_INTERVAL or on level changes
 HEALTH_CHANGE_KEYS = ("change", "previous_level")  # in health messages, not in GET /health
 
 
@@ -34,15 +36,18 @@ class SnapshotState:
         self._text: bytes | None = None
         self._text_version = -1
         self._text_at = 0.0
+        self._health_at = 0.0
 
     @property
-    def synced(self) -> bool:
-        return self.data is not None
+    def fresh(self) -> bool:
+        """Synced, with a health report recent enough to hand to a new client."""
+        return self.data is not None and time.monotonic() - self._health_at <= HEALTH_MAX_AGE_SECONDS
 
     def load(self, payload: bytes) -> None:
         """A full snapshot's ``data`` object from the worker."""
         self.data = json.loads(payload)
         self.version += 1
+        self._health_at = time.monotonic()
 
     def forget(self) -> None:
         """The worker may stop sending (no clients left): the next client needs a full snapshot again."""
@@ -65,6 +70,7 @@ class SnapshotState:
             del trades[:-RECENT_TRADES]
         elif kind == "health":
             self.data["health"] = {key: value for key, value in data.items() if key not in HEALTH_CHANGE_KEYS}
+            self._health_at = time.monotonic()
         else:
             return
         self.version += 1
@@ -77,7 +83,7 @@ class SnapshotState:
         self.version += 1
 
     def text(self) -> bytes:
-        """The serialised ``snapshot`` message for one client (needs ``synced``)."""
+        """The serialised ``snapshot`` message for one client (needs ``data``)."""
         now = time.monotonic()
         if (self.share and self._text is not None and self._text_version == self.version
                 and now - self._text_at <= self.ttl_seconds):

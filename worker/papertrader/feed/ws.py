@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import sys
 import time
@@ -295,7 +296,7 @@ class WsFeed(BaseListener):
         candle = engine.last_candle
         snapshot = engine.portfolio.snapshot(candle.ts, candle.close) if candle is not None else None
         return {"portfolio": portfolio_data(snapshot) if snapshot is not None else None,
-                "features": {name: value for name, value in engine.features.values.items() if value == value},
+                "features": {name: value for name, value in engine.features.values.items() if math.isfinite(value)},
                 "summary": engine.summary()}
 
     def _send_snapshot(self) -> None:

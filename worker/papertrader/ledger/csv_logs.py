@@ -8,12 +8,15 @@ So after any crash the files hold neither duplicates nor half-written rows.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from papertrader.events import Fill, PortfolioSnapshot
+
+log = logging.getLogger("papertrader.ledger")
 
 TRADES_HEADER = "timestamp_ms,symbol,side,quantity,price,fee,realized_pnl,reason,notional,cash_after,position_id\n"
 PORTFOLIO_HEADER = "timestamp_ms,cash,position_value,equity,open_positions\n"
@@ -61,12 +64,17 @@ class CsvLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         actual = self.path.stat().st_size if self.path.exists() else -1
         if committed_size is None:
+            if actual > len(self.header):
+                log.warning("%s exists but this state directory has no record of it: starting it afresh", self.path)
             self._rewrite([])
         elif actual > committed_size:
             with open(self.path, "r+b") as handle:
                 handle.truncate(committed_size)
         elif actual < committed_size and rebuild_rows is not None:
             self._rewrite(rebuild_rows())
+        elif actual < 0:  # a recording deleted since the last commit: it starts again, with its header
+            log.warning("%s was deleted since the last commit: starting it again", self.path)
+            self._rewrite([])
         self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
         self._committed_size = self._file.tell()
 

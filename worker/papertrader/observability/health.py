@@ -182,8 +182,10 @@ class HealthMonitor:
         return time.monotonic() - self.last_progress
 
     def stuck(self) -> bool:
+        """No progress past the deadline. Not while storage fails: then trading is paused on purpose and retried
+        (``/readyz`` says why); a restart would not help and could loop."""
         runner = self.obs.runner
-        return not runner.finished and self.progress_age() > self.stuck_after
+        return not runner.finished and runner.storage_error is None and self.progress_age() > self.stuck_after
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         lag = time.monotonic() - self.last_tick - self.probe_interval

@@ -296,19 +296,23 @@ class BitvavoSource(CandleSource):
         return second if second is not None else first
 
     async def _load_market(self) -> None:
-        """``/markets`` for the broker's precision and minimums; offline defaults when unavailable."""
+        """``/markets`` for the broker's precision and minimums; offline defaults when unavailable. Its failures
+        count against the data breaker only when the broker uses the rules (EXCHANGE_MARKET_RULES)."""
+        rules_used = self.settings.exchange_market_rules
         for attempt in range(1, 4):
             try:
                 market = await self.rest.market(self.symbol)
             except RateLimitedError as exc:
                 self.counts["rest_failures"] += 1
-                self.breaker.record_failure(str(exc))
+                if rules_used:
+                    self.breaker.record_failure(str(exc))
                 log.warning("%s /markets: %s", self.symbol, exc)
                 continue
             except RestError as exc:
                 if exc.status != 404:
                     self.counts["rest_failures"] += 1
-                    self.breaker.record_failure(str(exc))
+                    if rules_used:
+                        self.breaker.record_failure(str(exc))
                 if exc.status == 404 or attempt == 3:
                     source = "the stored rules" if self._market else "offline defaults"
                     log.warning("%s market metadata unavailable (%s); using %s", self.symbol, exc, source)
