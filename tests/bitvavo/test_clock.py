@@ -65,4 +65,4 @@ async def test_fast_fake_exchange_clock_rate() -> None:
         finally:
             await rest.close()
         assert 8_000 < clock.rate < 16_000
-        assert abs(clock.now_ms() - fake.now_ms()) < 60_000  # within one virtual minute (5 ms real)
+        assert abs(clock.now_ms() - fake.now_ms()) < 300_000  # within five virtual minutes (25 ms real)

@@ -20,10 +20,8 @@ async def test_requests_stay_within_the_advertised_budget() -> None:
         limiter = RateLimiter(clock, margin=5)
         rest = BitvavoRest(fake.rest_url, clock, limiter)
         try:
-            started = time.monotonic()
             for _ in range(100):
                 await rest.sync_time()
-            elapsed = time.monotonic() - started
         finally:
             await rest.close()
     statuses = [status for _, _, status in fake.requests]
@@ -32,7 +30,8 @@ async def test_requests_stay_within_the_advertised_budget() -> None:
     for ts, _, _ in fake.requests:
         per_window[ts // 500] = per_window.get(ts // 500, 0) + 1
     assert max(per_window.values()) <= 50 - 5 + 1  # the margin is kept (one request learns the new window)
-    assert limiter.waits >= 2 and elapsed >= 1.0  # it waited for resetat twice instead of spending the reserve
+    # it waited for resetat twice instead of spending the reserve: its requests span three windows
+    assert limiter.waits >= 2 and max(per_window) - min(per_window) >= 2, per_window
 
 
 async def test_429_storm_one_request_then_silence_until_resetat() -> None:

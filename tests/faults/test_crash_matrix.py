@@ -19,7 +19,8 @@ from tests.harness.crash import full_matrix, live_crash_matrix
 def test_fake_live_survives_sigkill_with_backfill(tmp_path):
     report = live_crash_matrix(tmp_path, kills=5, seed=11, max_candles=800)
     print(f"\nCRASH-LIVE {json.dumps(report)}")
-    assert report["kills"] == 5
+    assert report["kills_before_first_finish"] == 5  # every kill hit a run that was still going
+    assert report["landed"].get("loop", 0) >= 1  # at least one in the candle loop itself
     assert report["contiguous_slice"] and report["recorded"] == 800  # no candle lost or invented
     assert report["backfilled_restarts"] >= 1  # restarts fetched what they missed from REST
     assert report["trades"] > 0

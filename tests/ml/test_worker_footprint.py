@@ -14,9 +14,10 @@ PROBE = """
 import sys
 from papertrader.cli import main
 try:
-    main()
-except SystemExit:
-    pass
+    code = main()
+except SystemExit as exit_:
+    code = exit_.code
+print('RC', code or 0)
 heavy = sorted({m.split('.')[0] if m.split('.')[0] in ('telegram', 'aiohttp') else m for m in sys.modules
                 if m.split('.')[0] in ('telegram', 'aiohttp') or m.startswith('opentelemetry.exporter')})
 print('HEAVY', heavy)
@@ -29,4 +30,4 @@ def test_ml_worker_without_token_or_tracing_does_not_import_telegram_or_otlp(tmp
             "--state-dir", str(tmp_path / "s"), "--http-port", "0", "--ws-port", "0"]
     result = subprocess.run([sys.executable, "-c", f"import sys; sys.argv = ['papertrader', *{args!r}]\n{PROBE}"],
                             capture_output=True, text=True, timeout=180, env=env)
-    assert "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "RC 0" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
