@@ -47,6 +47,7 @@ def main() -> None:
     from papertrader.engine.runner import build_breakers
     from papertrader.features import FeatureEngine
     from papertrader.ledger.store import LedgerStore
+    from papertrader.market.candle import Candle
     from papertrader.market.candle_file import CandleFileReader
     from papertrader.strategy.ml import MlStrategy
     from papertrader.strategy.sma_cross import SmaCross
@@ -59,7 +60,7 @@ def main() -> None:
     strategy = MlStrategy(settings)
     rss_model = rss_mb()  # before the benchmark loads the candle file into memory
     reader = CandleFileReader(args.data)
-    candles = [c for c in reader.read(args.candles or 10**7) if type(c) is not tuple or len(c) == 6]
+    candles = [c for c in reader.read(args.candles or 10**7) if isinstance(c, Candle)]  # bad rows out
     reader.close()
     def latency(strategy_obj: MlStrategy, clock) -> tuple[np.ndarray, np.ndarray]:
         engine = FeatureEngine(strategy_obj.required_features())
@@ -116,13 +117,17 @@ def main() -> None:
                       "after_replays": round(rss_mb(), 1), "note": "engine + ml strategy in one process, "
                       "without the HTTP/WebSocket/notification services"}))
     if not args.no_full_run:
-        print(json.dumps(full_run(args.data, tmp / "run")))
+        print(json.dumps(full_run(args.data, tmp / "run", args.model, args.candles)))
 
 
-def full_run(data: Path, state_dir: Path) -> dict:
+def full_run(data: Path, state_dir: Path, model: Path | None = None, candles: int | None = None) -> dict:
     """``papertrader run --strategy ml --source replay`` in a child process (HTTP and WebSocket services on)."""
     cmd = [sys.executable, "-m", "papertrader.cli", "run", "--strategy", "ml", "--source", "replay", "--replay-file",
            str(data), "--state-dir", str(state_dir), "--http-port", "0", "--ws-port", "0"]
+    if model is not None:
+        cmd += ["--model", str(model)]
+    if candles:
+        cmd += ["--max-candles", str(candles)]
     # The child's ru_maxrss would include this (large) process's pages from before its exec, so the peak RSS comes
     # from /usr/bin/time (itself a small process) where it exists.
     timer = Path("/usr/bin/time")

@@ -343,7 +343,8 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
             f"{fmt(ws.get('rate'))} candles/s (live-like source). The worker serves clients from its fan-out process "
             f"(WS_FANOUT_CPU_PRIORITY idle); the clients run in another process at CPU priority "
             f"{ws.get('clients_priority', 'normal')}, standing in for their own machines on this 2-core box; {ws.get('rounds', 1)} rounds of each condition in "
-            "alternating order, samples pooled. Engine candle latency = candle released by the source -> decision "
+            "alternating order, samples pooled and counts (readers, clients, disconnects) summed over the rounds. "
+            "Engine candle latency = candle released by the source -> decision "
             "persisted (so any wait for the worker's event loop counts).")
         add("")
         add("| measure | value |")

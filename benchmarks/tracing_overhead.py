@@ -2,7 +2,7 @@
 
     python benchmarks/tracing_overhead.py [--candles 100000]
 
-Prints candles/s for: off, default sampling (max-speed replay: 1 candle in 100 traced), and every candle
+Prints candles/s for: off, default sampling (max-speed replay: 1 candle in 1,000 traced), and every candle
 traced (OTEL_TRACES_SAMPLER=always_on), with the ratio to tracing off.
 """
 

@@ -285,13 +285,15 @@ def _process_cpu_seconds(pid: int | None) -> float:
 
 
 def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool the samples of several runs of one condition (sorted lists concatenated, counts added)."""
+    """Pool the samples of several runs of one condition (sorted lists concatenated, counts summed over them)."""
     merged: dict[str, Any] = dict(runs[-1])
     for key in ("ticks", "latencies_engine", "latencies"):
         merged[key] = sorted(v for run in runs for v in run.get(key, []))
-    for key in ("slow_disconnects", "ignored_inputs", "readers", "readers_complete"):
+    for key in ("slow_disconnects", "ignored_inputs", "readers", "readers_complete", "clients", "clients_at_start"):
         merged[key] = sum(run.get(key, 0) for run in runs)
+    merged["candles_processed"] = min(run["candles_processed"] for run in runs)  # each run must process them all
     merged["candles_per_reader_min"] = min(run.get("candles_per_reader_min", 0) for run in runs)
+    merged["candles_per_reader_max"] = max(run.get("candles_per_reader_max", 0) for run in runs)
     merged["hostile"] = {}
     for run in runs:
         for key, value in run.get("hostile", {}).items():

@@ -217,7 +217,7 @@ class Settings(BaseSettings):
     performance_report_interval: float = Field(300, gt=0)
     performance_alert_rules: str | None = Field(None, description="JSON/YAML list of {metric, op, threshold, "
                                                 "recommendation}; default: the seed's targets")
-    trace_replay_sample_ratio: float = Field(0.01, ge=0, le=1, description="share of candles traced in "
+    trace_replay_sample_ratio: float = Field(0.001, ge=0, le=1, description="share of candles traced in "
                                              "max-speed replays when OTEL_TRACES_SAMPLER is unset")
 
     @field_validator("symbol", mode="before")

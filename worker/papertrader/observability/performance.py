@@ -54,7 +54,8 @@ DEFAULT_RULES = (
     AlertRule("memory_mb", ">", 1024.0, "Reduce FEATURE_CACHE_SIZE or the number of symbols per worker", "Memory"),
     AlertRule("api_response_time_s", ">", 1.0, "Check network latency to the exchange; API calls are slow", "API"),
     AlertRule("error_rate_pct", ">", 1.0, "Look at errors.log for the failing component", "Errors"),
-    AlertRule("cache_hit_ratio", "<", 0.7, "Raise FEATURE_CACHE_SIZE or CACHE_TTL_SECONDS", "Cache"),
+    AlertRule("cache_hit_ratio", "<", 0.7, "Clients reconnect often or each needs its own snapshot: check "
+              "FEATURE_CACHE_SIZE > 0 and CACHE_TTL_SECONDS", "Cache"),
 )
 
 
