@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[install] %s\n' "$*"; }
 
-# 1. System packages: a real Prometheus (for promtool and the scrape test), unzip for helm.
+# 1. System packages: a real Prometheus (for promtool and the scrape test), unzip for helm, headless Chromium
+#    (the report tests render the page in a real browser).
 need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"

@@ -1,7 +1,8 @@
 """The ``papertrader`` command line.
 
-Verbs: ``run`` (one worker), ``train`` (fit a model), ``operator`` (the kopf operator), ``config show`` (the
-effective configuration, secrets masked) and ``fake-exchange`` (a local Bitvavo look-alike for demos and tests).
+Verbs: ``run`` (one worker), ``report`` (an HTML page of one or more state directories), ``train`` (fit a
+model), ``operator`` (the kopf operator), ``config show`` (the effective configuration, secrets masked) and
+``fake-exchange`` (a local Bitvavo look-alike for demos and tests).
 Configuration problems exit 2 with one line on stderr.
 """
 
@@ -56,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     config_verbs = config.add_subparsers(dest="config_verb", required=True)
     show = config_verbs.add_parser("show", help="print the effective configuration (secrets masked)")
     _add_settings_flags(show)
+    report = verbs.add_parser("report", help="an HTML report (charts, trades, figures) of state directories")
+    report.add_argument("state_dirs", nargs="+", metavar="STATE_DIR",
+                        help="a worker's --state-dir (several: one page comparing them)")
+    report.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    report.add_argument("--open", action="store_true", help="open the page in the default browser")
     for verb, help_text in (("train", "fit and save a model from candle files"),
                             ("operator", "run the kopf operator against the current kube context"),
                             ("fake-exchange", "serve a candle file as a local fake Bitvavo API")):
@@ -78,7 +84,20 @@ def _run(args: argparse.Namespace) -> int:
     runner = WorkerRunner(settings)
     summary = asyncio.run(runner.run())
     summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(format_summary(summary), flush=True)
+    print(format_summary(summary, settings.state_dir), flush=True)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import webbrowser
+    from pathlib import Path
+
+    from papertrader.report import build_report
+
+    out = build_report([Path(d) for d in args.state_dirs], Path(args.out))
+    print(f"report written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    if args.open:
+        webbrowser.open(out.resolve().as_uri())
     return 0
 
 
@@ -112,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from papertrader.config import ConfigError
     from papertrader.ledger.store import LedgerError
     from papertrader.market.candle_file import CandleFileError
+    from papertrader.report.snapshot import ReportInputError
     from papertrader.strategy.registry import UnknownStrategyError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -123,8 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.verb == "config":
             return _config_show(args)
+        if args.verb == "report":
+            return _report(args)
         return _delegate(args.verb, args.args)
-    except (ConfigError, UnknownStrategyError) as exc:
+    except (ConfigError, UnknownStrategyError, ReportInputError) as exc:
         print(f"papertrader: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except (CandleFileError, LedgerError) as exc:

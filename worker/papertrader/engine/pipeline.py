@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from array import array
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -102,6 +103,8 @@ class Engine:
         self._fills: list[tuple[Any, Decimal, Decimal]] = []
         self._marks: list[PortfolioSnapshot] = []
         self._events: list[tuple[int | None, str, str]] = []
+        self._price_ts: array[int] = array("q")  # accepted candles since the last commit (for reports)
+        self._price_close: array[float] = array("d")
         state_dir = settings.state_dir
         self.trades_log = CsvLog(state_dir / "logs" / "trades.csv", TRADES_HEADER)
         self.portfolio_log = CsvLog(state_dir / "logs" / "portfolio.csv", PORTFOLIO_HEADER)
@@ -214,6 +217,8 @@ class Engine:
     def _persistence_stage(self, candle: Candle, verdict: CandleVerdict, filled: bool) -> None:
         """Buffer the portfolio row (every PORTFOLIO_SNAPSHOT_EVERY candles and after fills) and tell listeners."""
         self.last_candle = candle
+        self._price_ts.append(candle.ts)
+        self._price_close.append(candle.close)
         if filled or self.accepted % self._snapshot_every == 0:
             self._snapshot(candle)
         for listener in self.listeners:
@@ -350,12 +355,14 @@ class Engine:
             "cursor": cursor,
             "engine_state": self.state(),
             "file_sizes": sizes,
-        })
+        }, (self._price_ts, self._price_close))
         for name, csv_log in logs.items():
             csv_log.committed(sizes[name])
         self._fills.clear()
         self._marks.clear()
         self._events.clear()
+        self._price_ts = array("q")
+        self._price_close = array("d")
         return time.perf_counter() - started
 
     def state(self) -> dict[str, Any]:

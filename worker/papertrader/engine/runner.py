@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 import signal
 import sqlite3
 import time
@@ -104,6 +105,7 @@ class WorkerRunner:
         self.store = LedgerStore(settings.state_dir / "state.db")
         self.store.check_identity({"symbol": settings.symbol, "source": settings.source,
                                    "strategy": settings.strategy})
+        self.store.record_settings(settings.masked())
         self.strategy = create_strategy(settings)
         self.breakers = build_breakers(settings)
         self.strategy.bind_breaker(self.breakers.breakers["prediction"])
@@ -300,8 +302,11 @@ class WorkerRunner:
                 pass
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """Human-readable lines followed by the one-line JSON object (the last line of stdout)."""
+def format_summary(summary: dict[str, Any], state_dir: Path | None = None) -> str:
+    """Human-readable lines (with the command that draws the run's report) followed by the one-line JSON object
+    (the last line of stdout)."""
+    report = ([f"report            papertrader report {shlex.quote(str(state_dir))} --out report.html"]
+              if state_dir is not None else [])
     lines = [
         f"symbol            {summary['symbol']}",
         f"candles           {summary['candles']} (rejected {summary['rejected_candles']}, gaps {summary['gaps']})",
@@ -309,6 +314,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"final equity      {summary['final_equity']:.2f} (return {summary['return_pct']}%,"
         f" max drawdown {summary['max_drawdown_pct']}%)",
         f"fees paid         {summary['fees_paid']:.2f}",
+        *report,
         json.dumps(summary, separators=(",", ":")),
     ]
     return "\n".join(lines)

@@ -5,6 +5,9 @@ Tables:
 - ``fills``: every executed paper order, in order (append-only).
 - ``marks``: every portfolio row (equity mark), in order (append-only).
 - ``events``: orders rejected, candles rejected, halts and other things that happened (append-only).
+- ``prices``: the close of every accepted candle, one row per committed batch (packed arrays, append-only), so
+  that reports can show prices, buy-and-hold and per-candle equity without the input file.
+- ``meta`` also keeps ``settings``: the masked effective settings of the latest start (what produced the run).
 - ``checkpoint``: one row: candles consumed, the source cursor, the engine's in-memory state, and the byte sizes
   of the CSV logs that match this checkpoint.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from array import array
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +41,8 @@ CREATE TABLE IF NOT EXISTS marks (
     equity TEXT NOT NULL, open_positions INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, ts INTEGER, kind TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prices (
+    id INTEGER PRIMARY KEY, ts BLOB NOT NULL, close BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1), items INTEGER NOT NULL, last_ts INTEGER, cursor TEXT NOT NULL,
     engine_state TEXT NOT NULL, file_sizes TEXT NOT NULL);
@@ -79,6 +85,11 @@ class LedgerStore:
                     "use another --state-dir"
                 )
 
+    def record_settings(self, settings: dict[str, Any]) -> None:
+        """Keep the (masked) effective settings of this start with the ledger, for reports."""
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)",
+                        (json.dumps(settings, sort_keys=True, default=str),))
+
     # --- checkpoint ------------------------------------------------------------------------------------------
     def load_checkpoint(self) -> dict[str, Any] | None:
         row = self.db.execute(
@@ -101,8 +112,10 @@ class LedgerStore:
         marks: Iterable[PortfolioSnapshot],
         events: Iterable[tuple[int | None, str, str]],
         checkpoint: dict[str, Any],
+        prices: tuple[array[int], array[float]] | None = None,
     ) -> None:
-        """Append a batch and replace the checkpoint, atomically."""
+        """Append a batch and replace the checkpoint, atomically. ``prices``: the batch's candle open times and
+        closes (int64 / float64 arrays of one length), stored packed as one row."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -120,6 +133,8 @@ class LedgerStore:
                 [(m.ts, str(m.cash), str(m.position_value), str(m.equity), m.open_positions) for m in marks],
             )
             db.executemany("INSERT INTO events (ts, kind, detail) VALUES (?, ?, ?)", list(events))
+            if prices is not None and len(prices[0]):
+                db.execute("INSERT INTO prices (ts, close) VALUES (?, ?)", (prices[0].tobytes(), prices[1].tobytes()))
             db.execute(
                 "INSERT OR REPLACE INTO checkpoint (id, items, last_ts, cursor, engine_state, file_sizes)"
                 " VALUES (1, ?, ?, ?, ?, ?)",

@@ -1,4 +1,5 @@
-"""The worker's HTTP server (docs/worker-http.md): probes, health JSON, metrics and halt/resume control.
+"""The worker's HTTP server (docs/worker-http.md): probes, health JSON, metrics, the HTML report and halt/resume
+control.
 
 A small HTTP/1.1 server on asyncio streams rather than a web framework: five fixed routes do not need one, and
 leaving aiohttp's server out of the worker saves about 10 MiB of RSS, which matters next to torch's 220 MiB in
@@ -13,6 +14,7 @@ import contextlib
 import json
 import logging
 from http import HTTPStatus
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import generate_latest
@@ -29,6 +31,7 @@ MAX_HEADERS = 100
 IDLE_TIMEOUT = 60.0
 HEADER_TIMEOUT = 10.0
 JSON = "application/json; charset=utf-8"
+HTML = "text/html; charset=utf-8"
 
 
 class HttpError(Exception):
@@ -51,11 +54,13 @@ class Response:
 
 
 class HttpServer:
-    """``GET /healthz /readyz /health /metrics``, ``POST /control/halt /control/resume``."""
+    """``GET /healthz /readyz /health /metrics /report``, ``POST /control/halt /control/resume``."""
 
-    def __init__(self, obs: Observability, host: str, port: int) -> None:
+    def __init__(self, obs: Observability, host: str, port: int, state_dir: Path | None = None) -> None:
         self.obs = obs
         self.host, self.port = host, port
+        self.state_dir = state_dir
+        self._report_lock = asyncio.Lock()  # one report at a time: it runs in a thread next to the engine
         self.bound_port: int | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -64,6 +69,7 @@ class HttpServer:
             ("GET", "/readyz"): self._readyz,
             ("GET", "/health"): self._health,
             ("GET", "/metrics"): self._metrics,
+            ("GET", "/report"): self._report,
             ("POST", "/control/halt"): self._halt,
             ("POST", "/control/resume"): self._resume,
         }
@@ -190,6 +196,16 @@ class HttpServer:
 
     async def _metrics(self, _: bytes) -> Response:
         return Response(200, generate_latest(self.obs.registry), CONTENT_TYPE_LATEST)
+
+    async def _report(self, _: bytes) -> Response:
+        """The same page as ``papertrader report STATE_DIR``, from a consistent snapshot of the live ledger."""
+        if self.state_dir is None:
+            raise HttpError(404, "no state directory to report on")
+        from papertrader.report import render_report  # numpy-only, imported on first request
+
+        async with self._report_lock:
+            page = await asyncio.to_thread(render_report, [self.state_dir])
+        return Response(200, page.encode("utf-8"), HTML)
 
     # --- control -------------------------------------------------------------------------------------------
     @staticmethod

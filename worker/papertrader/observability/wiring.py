@@ -61,7 +61,7 @@ class Observability:
             missing = "TELEGRAM_BOT_TOKEN" if not token else "TELEGRAM_CHAT_ID"
             log.info("telegram notifications off: %s not set", missing)
         self.feed: WsFeed | None = WsFeed(self, settings.http_host, settings.ws_port)
-        self.http = HttpServer(self, settings.http_host, settings.http_port)
+        self.http = HttpServer(self, settings.http_host, settings.http_port, settings.state_dir)
         self.performance = PerformanceMonitor(self) if settings.enable_performance_monitoring else None
         self.registry = build_registry(self)
         self.error_handler = ErrorLogHandler(self.errors, self._on_logged_error)
