@@ -76,7 +76,7 @@ def test_websocket_clients_slow_and_hostile() -> None:
 
 
 def test_soak_rss_does_not_grow(candles_file: Path) -> None:
-    check_soak(load.run_soak(200_000, 0.2, timeout=120, source=candles_file), 200_000, bound_mib=8)
+    check_soak(load.run_soak(200_000, 0.05, timeout=120, source=candles_file), 200_000, bound_mib=8)
 
 
 @pytest.mark.slow
