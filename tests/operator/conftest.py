@@ -248,6 +248,7 @@ class FakeWorkers:
     def __init__(self) -> None:
         self.healths: dict[str, dict[str, Any]] = {}
         self.controls: list[tuple[str, str, dict[str, Any]]] = []
+        self.health_reads = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -274,6 +275,7 @@ class FakeWorkers:
         self.healths.pop(name, None)
 
     async def _health(self, request: web.Request) -> web.Response:
+        self.health_reads += 1
         doc = self.healths.get(request.match_info["name"])
         return web.json_response(doc) if doc else web.json_response({"error": "unknown"}, status=404)
 
