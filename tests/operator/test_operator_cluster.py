@@ -44,17 +44,9 @@ async def breach_seen_by_the_periodic_pass(cluster: Cluster, workers: FakeWorker
     assert all(workers.healths[name]["halts"].get("portfolio") for name in WORKLOADS)
 
 
-@pytest.mark.parametrize("run", range(5))
+@pytest.mark.parametrize("run", range(100))  # 100 of 100 must pass; about 50 s on the 2-core CI machine
 async def test_breach_seen_only_by_the_periodic_pass_halts_every_worker(
         run: int, cluster: Cluster, workers: FakeWorkers, start_operator: OperatorFactory) -> None:
-    await breach_seen_by_the_periodic_pass(cluster, workers, start_operator)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("run", range(100))
-async def test_breach_seen_only_by_the_periodic_pass_100_runs(
-        run: int, cluster: Cluster, workers: FakeWorkers, start_operator: OperatorFactory) -> None:
-    """`python -m pytest -m slow tests/operator/test_operator_cluster.py -k 100_runs`: 100 of 100 must pass."""
     await breach_seen_by_the_periodic_pass(cluster, workers, start_operator)
 
 

@@ -9,12 +9,13 @@ is killed and restarted with the same arguments stops at the same candle as one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -116,6 +117,10 @@ class WorkerRunner:
         self.started_at = time.monotonic()
         self.finished = False
         self.last_progress = time.monotonic()
+        #: when the current wait for market data began (a live source, a paced replay's pause, the source's
+        #: start-up), None while the pipeline works on what it has; liveness counts only working time
+        self.waiting_since: float | None = None
+        self.last_wait_end = time.monotonic()
         self._stop = asyncio.Event()
         #: the last storage failure while it lasts (None when the ledger commits fine); read by health checks
         self.storage_error: str | None = None
@@ -148,7 +153,8 @@ class WorkerRunner:
             await service.start()
         self._install_signal_handlers()
         try:
-            await source.start(checkpoint["last_ts"] if checkpoint else None, engine.warmup)
+            async with self._waiting():
+                await source.start(checkpoint["last_ts"] if checkpoint else None, engine.warmup)
             self._apply_market_rules()
             await self._loop()
         finally:
@@ -225,7 +231,8 @@ class WorkerRunner:
                 self._progress(now)
             if paced:
                 next_due += pause
-                await asyncio.sleep(max(0.0, next_due - time.monotonic()))
+                async with self._waiting():
+                    await asyncio.sleep(max(0.0, next_due - time.monotonic()))
             else:
                 await asyncio.sleep(0)
         if self.finished:
@@ -238,12 +245,23 @@ class WorkerRunner:
             return await self.source.next_batch(want)
         fetch = asyncio.ensure_future(self.source.next_batch(want))
         stop = asyncio.ensure_future(self._stop.wait())
-        await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        async with self._waiting():  # a quiet market is no fault of the pipeline: readiness reports stale data
+            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if fetch.done():
             return fetch.result()
         await cancel_and_wait(fetch)
         return []
+
+    @contextlib.asynccontextmanager
+    async def _waiting(self) -> AsyncIterator[None]:
+        """Mark a wait for market data (see ``waiting_since``)."""
+        self.waiting_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.waiting_since = None
+            self.last_wait_end = time.monotonic()
 
     async def _commit(self) -> None:
         """Commit the engine's batch; while storage fails (a full disk), pause trading and retry with backoff.
