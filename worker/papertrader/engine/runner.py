@@ -153,10 +153,12 @@ class WorkerRunner:
             await service.start()
         self._install_signal_handlers()
         try:
-            async with self._waiting():
-                await source.start(checkpoint["last_ts"] if checkpoint else None, engine.warmup)
-            self._apply_market_rules()
-            await self._loop()
+            async with self._waiting():  # SIGTERM during the warm-up download stops it at once
+                started, _ = await self._unless_stopped(
+                    source.start(checkpoint["last_ts"] if checkpoint else None, engine.warmup))
+            if started:
+                self._apply_market_rules()
+                await self._loop()
         finally:
             for service in reversed(self.services):
                 await service.stop()
@@ -243,15 +245,20 @@ class WorkerRunner:
         """The source's next batch; a live source's wait (up to a candle interval) is cut short by a stop request."""
         if not self.source.live:
             return await self.source.next_batch(want)
-        fetch = asyncio.ensure_future(self.source.next_batch(want))
-        stop = asyncio.ensure_future(self._stop.wait())
         async with self._waiting():  # a quiet market is no fault of the pipeline: readiness reports stale data
-            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+            done, batch = await self._unless_stopped(self.source.next_batch(want))
+        return batch if done else []
+
+    async def _unless_stopped(self, work: Awaitable[Any]) -> tuple[bool, Any]:
+        """Await `work` unless a stop is requested first (then it is cancelled): (finished, its result)."""
+        fetch = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if fetch.done():
-            return fetch.result()
+            return True, fetch.result()
         await cancel_and_wait(fetch)
-        return []
+        return False, None
 
     @contextlib.asynccontextmanager
     async def _waiting(self) -> AsyncIterator[None]:
