@@ -5,10 +5,13 @@ Kubernetes API over HTTP, with the test suite's emulator) runs in this process; 
 because kmock matches each request against the whole log, which would make the emulator, not the operator,
 the bottleneck. Measures the time from the
 first PaperTrader POST until every child exists and every PaperTrader has a status listing all its symbols,
-and the operator process's RSS.
+and the operator process's RSS. With `--steady S`, the converged fleet (every worker answering /health from a fake
+on 127.0.0.1, every StatefulSet ready, every pod present) is then watched for S seconds: API requests per second by
+verb and resource, and worker /health reads per second, at the operator's default resync interval (10 s).
 
     python benchmarks/operator_convergence.py                  # 100 x 5
     python benchmarks/operator_convergence.py --traders 10 --symbols 3
+    python benchmarks/operator_convergence.py --steady 60      # 500 workers: the resync cost
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.operator.conftest import PT_RESOURCE, Emulator  # noqa: E402
+from tests.operator.conftest import PT_RESOURCE, Emulator, FakeWorkers  # noqa: E402
 
 SYMBOLS = ["BTC-EUR", "ETH-EUR", "SOL-EUR", "ADA-EUR", "XRP-EUR", "DOT-EUR", "LTC-EUR", "LINK-EUR"]
 CHILD_RESOURCES = ("apps/v1/statefulsets", "v1/services", "v1/configmaps")
@@ -48,8 +51,38 @@ def statuses_written(mock: Emulator, traders: int, symbols: int) -> int:
                and (obj.raw.get("status") or {}).get("observedGeneration"))
 
 
-async def run(traders: int, symbols: int, timeout: float) -> dict[str, object]:
+async def make_fleet_ready(mock: Emulator, workers: FakeWorkers, traders: int, symbols: int) -> None:
+    """What the StatefulSet controller and the kubelet would do: ready StatefulSets, running pods."""
+    for index in range(traders):
+        for symbol in SYMBOLS[:symbols]:
+            name = f"bench-{index}-{symbol.lower()}"
+            workers.report(name)
+            await mock.patch(f"/apis/apps/v1/namespaces/default/statefulsets/{name}/status",
+                             json={"status": {"replicas": 1, "readyReplicas": 1}})
+            await mock.post("/api/v1/namespaces/default/pods", json={
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"{name}-0", "namespace": "default", "labels": {
+                    "app.kubernetes.io/name": "papertrader-worker", "app.kubernetes.io/instance": f"bench-{index}",
+                    "app.kubernetes.io/managed-by": "papertrader-operator",
+                    "papertrader.io/symbol": symbol.lower()}},
+                "status": {"containerStatuses": [{"name": "worker", "restartCount": 0}]}})
+
+
+async def steady_cost(mock: Emulator, workers: FakeWorkers, seconds: float) -> dict[str, object]:
+    """Requests per second while nothing changes."""
+    before, reads = dict(mock.counts), workers.health_reads
+    await asyncio.sleep(seconds)
+    per_second = {f"{verb} {res}": round((n - before.get((verb, res), 0)) / seconds, 2)
+                  for (verb, res), n in sorted(mock.counts.items()) if n != before.get((verb, res), 0)}
+    return {"steady_s": seconds, "api_requests_per_s": per_second,
+            "worker_health_get_per_s": round((workers.health_reads - reads) / seconds, 2),
+            "worker_health_get_total": workers.health_reads}
+
+
+async def run(traders: int, symbols: int, timeout: float, steady: float = 0.0) -> dict[str, object]:
     mock = Emulator()
+    workers = FakeWorkers()
+    await workers.start()
     async with mock, kmock.Server(mock):
         mock.resources.load_bundled()
         mock.resources[PT_RESOURCE] = kmock.ResourceInfo(
@@ -64,8 +97,10 @@ async def run(traders: int, symbols: int, timeout: float) -> dict[str, object]:
                 "users": [{"name": "kmock", "user": {"token": "bench"}}]}))
             env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
             proc = subprocess.Popen(
-                [sys.executable, "-m", "papertrader_operator", "-A", "--http-port", "0", "--resync-interval", "60",
-                 "--worker-url-template", "http://127.0.0.1:9/{name}", "--log-format", "full"],
+                [sys.executable, "-m", "papertrader_operator", "-A", "--http-port", "0",
+                 "--resync-interval", "10" if steady else "60",
+                 "--worker-url-template", workers.url_template if steady else "http://127.0.0.1:9/{name}",
+                 "--log-format", "full"],
                 env=env, stdout=open(os.environ.get("BENCH_LOG", os.devnull), "w"), stderr=subprocess.STDOUT, cwd=ROOT)
             operator = psutil.Process(proc.pid)
             try:
@@ -99,7 +134,13 @@ async def run(traders: int, symbols: int, timeout: float) -> dict[str, object]:
                         raise RuntimeError(f"not converged after {timeout}s: {children}/{want_children} children, "
                                            f"{done}/{traders} statuses")
                     await asyncio.sleep(float(os.environ.get("BENCH_POLL", "0.1")))
+                result: dict[str, object] = {}
+                if steady:
+                    await make_fleet_ready(mock, workers, traders, symbols)
+                    await asyncio.sleep(25)  # two resync intervals: every trader has seen the ready fleet
+                    result = await steady_cost(mock, workers, steady)
                 return {
+                    **result,
                     "traders": traders, "symbols": symbols, "children": want_children,
                     "posted_s": round(posted, 2), "children_s": round(children_at or elapsed, 2),
                     "converged_s": round(elapsed, 2),
@@ -113,6 +154,7 @@ async def run(traders: int, symbols: int, timeout: float) -> dict[str, object]:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                await workers.stop()
 
 
 def main() -> None:
@@ -120,8 +162,10 @@ def main() -> None:
     parser.add_argument("--traders", type=int, default=100)
     parser.add_argument("--symbols", type=int, default=5, choices=range(1, len(SYMBOLS) + 1))
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--steady", type=float, default=0.0,
+                        help="then measure the steady resync cost for this many seconds (0: skip)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.traders, args.symbols, args.timeout))))
+    print(json.dumps(asyncio.run(run(args.traders, args.symbols, args.timeout, args.steady))))
 
 
 if __name__ == "__main__":

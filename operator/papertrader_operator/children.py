@@ -151,7 +151,7 @@ def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str
         "imagePullPolicy": spec["imagePullPolicy"],
         "command": ["papertrader"],
         "args": _args(spec, symbol),
-        "env": _env(spec),
+        **({"env": env} if (env := _env(spec)) else {}),  # the API server drops an empty list: no drift
         "ports": [{"name": "http", "containerPort": s.HTTP_PORT, "protocol": "TCP"},
                   {"name": "ws", "containerPort": s.WS_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", 10, 3),

@@ -148,9 +148,13 @@ SPEC_SCHEMA: dict[str, Any] = {
                                      "x-kubernetes-validations": [
                                          {"rule": "self == oldSelf",
                                           "message": "storage.storageClassName is immutable"}]},
-                "retainOnDelete": {"type": "boolean", "default": False,
-                                   "description": "Keep the state volumes when a worker or the PaperTrader "
-                                                  "is deleted."},
+                "retainOnDelete": {"type": "boolean", "default": True,
+                                   "description": "Keep the state volumes (the paper ledgers) when a symbol is "
+                                                  "removed or the PaperTrader is deleted (default). Re-adding "
+                                                  "the symbol resumes its ledger. false deletes them with the "
+                                                  "StatefulSet; to delete kept ones: kubectl delete pvc -l "
+                                                  "app.kubernetes.io/instance=<trader>,"
+                                                  "papertrader.io/symbol=<symbol, lower case>."},
             },
         },
     },
@@ -191,6 +195,8 @@ _SYMBOL_STATUS_SCHEMA: dict[str, Any] = {
         "healthScore": {"type": "number"},
         "modelVersion": {"type": "string"},
         "entriesHalted": {"type": "boolean"},
+        "stale": {"type": "boolean", "description": "the worker cannot be reached: its last reported results"},
+        "lastSeen": {"type": "string", "format": "date-time"},
         "message": {"type": "string"},
     },
 }
@@ -201,6 +207,7 @@ STATUS_SCHEMA: dict[str, Any] = {
         "observedGeneration": {"type": "integer"},
         "workers": {"type": "string", "description": "ready/desired, e.g. 2/2"},
         "readyWorkers": {"type": "integer"},
+        "symbolList": {"type": "string", "description": "the symbols, comma-separated (for kubectl get)"},
         "conditions": {"type": "array", "items": _CONDITION_SCHEMA,
                        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
         "symbols": {"type": "array", "items": _SYMBOL_STATUS_SCHEMA},
@@ -213,6 +220,8 @@ STATUS_SCHEMA: dict[str, Any] = {
                 "drawdownPct": {"type": "number"},
                 "openPositions": {"type": "integer"},
                 "reportingWorkers": {"type": "integer"},
+                "staleWorkers": {"type": "integer",
+                                 "description": "unreachable workers counted at their last known equity"},
             },
         },
         "risk": {
@@ -228,11 +237,11 @@ STATUS_SCHEMA: dict[str, Any] = {
 }
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Symbols", "type": "string", "jsonPath": ".spec.symbols"},
+    {"name": "Symbols", "type": "string", "jsonPath": ".status.symbolList"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.workers"},
     {"name": "Equity", "type": "string", "jsonPath": ".status.portfolio.equity"},
     {"name": "Return %", "type": "number", "jsonPath": ".status.portfolio.returnPct"},
-    {"name": "Halted", "type": "boolean", "jsonPath": ".status.risk.halted", "priority": 1},
+    {"name": "Halted", "type": "boolean", "jsonPath": ".status.risk.halted"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

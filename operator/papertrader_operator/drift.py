@@ -23,10 +23,13 @@ def _same_quantity(desired: Any, actual: Any) -> bool:
 
 
 def contains(desired: Any, actual: Any, key: str = "") -> bool:
-    """Whether every field of `desired` is present with the same value in `actual` (lists: same length)."""
+    """Whether every field of `desired` is present with the same value in `actual` (lists: same length).
+
+    An empty list or map in `desired` matches an absent field: the API server does not store empty ones."""
     if isinstance(desired, dict):
         return isinstance(actual, dict) and all(
-            name in actual and contains(value, actual[name], name) for name, value in desired.items())
+            contains(value, actual[name], name) if name in actual else value in ([], {})
+            for name, value in desired.items())
     if isinstance(desired, list):
         return (isinstance(actual, list) and len(desired) == len(actual)
                 and all(contains(d, a) for d, a in zip(desired, actual, strict=True)))

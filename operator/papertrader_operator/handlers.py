@@ -101,3 +101,10 @@ def _watch_children(group: str, version: str, plural: str) -> None:
 
 for _resource in (("apps", "v1", "statefulsets"), ("", "v1", "services"), ("", "v1", "configmaps")):
     _watch_children(*_resource)
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED, id="worker-pods")
+async def pod_event(event: dict[str, Any], **_: Any) -> None:
+    """Worker pods (restart counts) from a watch: the status passes read no pods from the API."""
+    if _State.runtime is not None:
+        _State.runtime.on_pod_event(event.get("type"), plain(event["object"]))

@@ -51,10 +51,11 @@ class HealthClient:
         metrics.HEALTH_POLLS.labels(result="ok").inc()
         return document if isinstance(document, dict) else None
 
-    async def control(self, base_url: str, action: str, reason: str) -> bool:
-        """POST `/control/halt` or `/control/resume`; True when the worker accepted it."""
+    async def control(self, base_url: str, action: str, reason: str, scope: str = "manual") -> bool:
+        """POST `/control/halt` or `/control/resume` of one halt `scope`; True when the worker accepted it."""
+        body = {"reason": reason, "scope": scope}
         try:
-            async with self._get_session().post(f"{base_url}/control/{action}", json={"reason": reason}) as response:
+            async with self._get_session().post(f"{base_url}/control/{action}", json=body) as response:
                 return response.status < 300
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             logger.warning("control/%s on %s failed: %s", action, base_url, exc)

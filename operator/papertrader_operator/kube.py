@@ -31,6 +31,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "Pod": ("/api/v1", "pods"),
+    "Event": ("/api/v1", "events"),
     "PaperTrader": ("/apis/papertrader.io/v1alpha1", "papertraders"),
 }
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
-
 from papertrader_operator import metrics, risk
 from papertrader_operator import settings as s
 from papertrader_operator.children import CHILD_KINDS, child_name, render_symbol
+from papertrader_operator.events import post_event
 from papertrader_operator.drift import drifted_fields, merge_patch_diff, needs_recreate, repair_patch
 from papertrader_operator.health_client import HealthClient, worker_url
 from papertrader_operator.kube import ApiError, KubeClient
@@ -61,6 +59,21 @@ def owner_of(child: Mapping[str, Any]) -> TraderKey | None:
     if labels.get(s.LABEL_MANAGED_BY) != s.MANAGED_BY or not labels.get(s.LABEL_INSTANCE):
         return None
     return meta.get("namespace") or "", labels[s.LABEL_INSTANCE]
+
+
+def _restarts(pod: Mapping[str, Any] | None) -> list[Any]:
+    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+    return [item.get("restartCount") for item in statuses]
+
+
+def _from_status(entry: Mapping[str, Any] | None, spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """A worker's last known results as the status kept them (after an operator restart), shaped like /health."""
+    if not entry or entry.get("equity") is None:
+        return None, None
+    portfolio = {"equity": entry["equity"], "drawdown_pct": entry.get("drawdownPct") or 0.0,
+                 "initial_capital": str(spec["capital"]["initial"]), "return_pct": entry.get("returnPct"),
+                 "open_positions": entry.get("openPositions"), "trades": entry.get("trades")}
+    return {"portfolio": portfolio}, entry.get("lastSeen")
 
 
 def _readiness(child: Mapping[str, Any] | None) -> tuple[Any, Any]:
@@ -111,9 +124,11 @@ class Runtime:
         self.desired: dict[TraderKey, dict[ChildKey, dict[str, Any]]] = {}
         self.statuses: dict[TraderKey, dict[str, Any]] = {}
         self.invalid: dict[TraderKey, str] = {}
-        self._pods: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, pod name) -> pod, kept by a watch
+        self.last_seen: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}  # workload -> (/health, when)
         self._locks: dict[TraderKey, asyncio.Lock] = {}
         self._due: dict[TraderKey, float] = {}
+        self._requested: set[TraderKey] = set()  # asked for now; kept when asked while a pass is running
         self._running: set[TraderKey] = set()
         self._wakeup = asyncio.Event()
         self._limit = asyncio.Semaphore(config.max_concurrent_reconciles)
@@ -167,8 +182,10 @@ class Runtime:
             self.traders.pop(key, None)
             for store in (self.desired, self.statuses, self.invalid, self._due, self._locks):
                 store.pop(key, None)
-            for pod_key in [k for k in self._pods if k[0] == key[0] and k[1].startswith(f"{key[1]}-")]:
-                del self._pods[pod_key]
+            self._requested.discard(key)
+            for store in (self.pods, self.last_seen):
+                for item in [k for k in store if k[0] == key[0] and k[1].startswith(f"{key[1]}-")]:
+                    del store[item]
             await self._delete_children_of(key, body["metadata"].get("uid"))
         else:
             self.traders[key] = body
@@ -198,9 +215,20 @@ class Runtime:
                         "deleted" if event_type == "DELETED" else "drifted or unwanted", *owner)
             self.request(owner)
 
-    def request(self, key: TraderKey, delay: float = 0.0) -> None:
-        """Schedule a reconcile of `key` by the resync loop."""
-        self._due[key] = time.monotonic() + delay
+    def on_pod_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Keep the pod cache (restart counts) from the pod watch; a changed restart count refreshes the status."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        before = self.pods.pop(key, None)
+        if event_type != "DELETED":
+            self.pods[key] = body
+        owner = owner_of(body)
+        if owner is not None and owner in self.desired and _restarts(before) != _restarts(body):
+            self.request(owner)
+
+    def request(self, key: TraderKey) -> None:
+        """Schedule a reconcile of `key` by the resync loop now (again after a pass running at the moment)."""
+        self._requested.add(key)
         self._wakeup.set()
 
     # --- the loop ----------------------------------------------------------------------------------------------
@@ -208,15 +236,17 @@ class Runtime:
     async def _resync_loop(self) -> None:
         while True:
             self.http.beat()
+            self._wakeup.clear()
             now = time.monotonic()
             for key in list(self.traders):
-                if key not in self._running and self._due.setdefault(key, now) <= now:
+                due = key in self._requested or self._due.setdefault(key, now) <= now
+                if key not in self._running and due:
                     self._running.add(key)
+                    self._requested.discard(key)
                     task = asyncio.create_task(self._background(key))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
             metrics.LAST_RESYNC.set(time.time())
-            self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=min(1.0, self.config.resync_interval))
             except asyncio.TimeoutError:
@@ -235,6 +265,8 @@ class Runtime:
         finally:
             self._running.discard(key)
             self._due[key] = time.monotonic() + self.config.resync_interval
+            if key in self._requested:
+                self._wakeup.set()
 
     # --- reconcile ---------------------------------------------------------------------------------------------
 
@@ -283,12 +315,12 @@ class Runtime:
         except ApiError as exc:
             outcome.error = f"API error while converging children: {exc}"
             await self._write_status(trader, outcome)
-            kopf.warn(trader, reason="ReconcileFailed", message=outcome.error[:1000])
+            await post_event(self.kube, trader, "Warning", "ReconcileFailed", outcome.error)
             raise
         if outcome.changes:
-            kopf.info(trader, reason="Reconciled", message="; ".join(outcome.changes)[:1000])
+            await post_event(self.kube, trader, "Normal", "Reconciled", "; ".join(outcome.changes))
 
-        outcome.observations = await self._observe(namespace, name, spec)
+        outcome.observations = await self._observe(trader, spec)
         await self._apply_risk(trader, spec, outcome)
         await self._write_status(trader, outcome)
         return outcome
@@ -296,7 +328,7 @@ class Runtime:
     async def _report_invalid(self, trader: dict[str, Any], generation: int, message: str) -> None:
         key = trader_key(trader)
         if self.invalid.get(key) != message:
-            kopf.warn(trader, reason="InvalidSpec", message=message[:1000])
+            await post_event(self.kube, trader, "Warning", "InvalidSpec", message)
             self.invalid[key] = message
         self.desired.pop(key, None)
         outcome = Outcome(generation=generation, paused=False, observations=[], invalid_spec=message)
@@ -359,27 +391,28 @@ class Runtime:
 
     # --- observation, risk, status -----------------------------------------------------------------------------
 
-    async def _observe(self, namespace: str, trader: str, spec: dict[str, Any]) -> list[SymbolObservation]:
+    async def _observe(self, trader: dict[str, Any], spec: dict[str, Any]) -> list[SymbolObservation]:
+        namespace, name = trader_key(trader)
+        remembered = {entry.get("symbol"): entry for entry in self._old_status(trader).get("symbols") or []}
+
         async def one(symbol: str) -> SymbolObservation:
-            name = child_name(trader, symbol)
-            obs = SymbolObservation(symbol, name, statefulset=self.children.get(("StatefulSet", namespace, name)))
-            if ((obs.statefulset or {}).get("status") or {}).get("replicas"):
-                obs.pod = await self._pod(namespace, f"{name}-0")
-            if not spec["paused"]:
-                url = worker_url(self.config.worker_url_template, name=name, namespace=namespace,
-                                 trader=trader, symbol=symbol)
-                obs.health = await self.health.health(url)
+            workload = child_name(name, symbol)
+            obs = SymbolObservation(symbol, workload,
+                                    statefulset=self.children.get(("StatefulSet", namespace, workload)),
+                                    pod=self.pods.get((namespace, f"{workload}-0")))
+            if spec["paused"]:
+                return obs
+            url = worker_url(self.config.worker_url_template, name=workload, namespace=namespace,
+                             trader=name, symbol=symbol)
+            obs.health = await self.health.health(url)
+            if obs.health is not None:
+                self.last_seen[(namespace, workload)] = (obs.health, now_iso())
+            else:
+                obs.last_health, obs.last_seen = self.last_seen.get((namespace, workload)) or _from_status(
+                    remembered.get(symbol), spec)
             return obs
 
         return list(await asyncio.gather(*[one(symbol) for symbol in spec["symbols"]]))
-
-    async def _pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The worker pod, re-read from the API at most every `pod_refresh` seconds."""
-        fetched_at, pod = self._pods.get((namespace, name), (-math.inf, None))
-        if time.monotonic() - fetched_at >= self.config.pod_refresh:
-            pod = await self.kube.get("Pod", namespace, name)
-            self._pods[(namespace, name)] = (time.monotonic(), pod)
-        return pod
 
     def _url(self, trader: dict[str, Any], obs: SymbolObservation) -> str:
         namespace, name = trader_key(trader)
@@ -391,7 +424,9 @@ class Runtime:
         limit = float(spec["risk"]["maxDrawdownPct"])
         previous = self._old_status(trader).get("risk") or {}
         was_halted = bool(previous.get("halted"))
-        outcome.portfolio = port = risk.portfolio([obs.health for obs in outcome.observations if obs.health])
+        outcome.portfolio = port = risk.portfolio([obs.health for obs in outcome.observations if obs.health],
+                                                  [obs.last_health for obs in outcome.observations
+                                                   if obs.last_health])
         if port is not None and risk.breached(port, limit):
             outcome.halted, outcome.halt_reason = True, risk.halt_reason(port, limit)
             outcome.halted_generation = outcome.generation  # spec changes during a breach do not lift it
@@ -401,22 +436,22 @@ class Runtime:
             outcome.halted_generation = int(previous.get("haltedGeneration") or 0)
         if outcome.halted:
             outcome.halted_at = previous.get("haltedAt") if was_halted else now_iso()
+            await self._control(trader, outcome, "halt", outcome.halt_reason)  # the halt first, then the Event
             if not was_halted:
-                kopf.warn(trader, reason="RiskHalted",
-                          message=f"halting new entries on every worker: {outcome.halt_reason}")
-            await self._control(trader, outcome, "halt", outcome.halt_reason)
+                await post_event(self.kube, trader, "Warning", "RiskHalted",
+                                 f"halting new entries on every worker: {outcome.halt_reason}")
         elif was_halted:
-            kopf.info(trader, reason="RiskResumed",
-                      message="spec changed and the portfolio drawdown is below spec.risk.maxDrawdownPct: "
-                              "resuming entries")
-            await self._control(trader, outcome, "resume", "risk halt lifted")
+            await self._control(trader, outcome, "resume", "portfolio risk halt lifted")
+            await post_event(self.kube, trader, "Normal", "RiskResumed",
+                             "spec changed and the portfolio drawdown is below spec.risk.maxDrawdownPct: lifting "
+                             "the portfolio halt (each worker's own halts, such as its drawdown halt, stay)")
 
     async def _control(self, trader: dict[str, Any], outcome: Outcome, action: str, reason: str) -> None:
-        """Send halt/resume to every reachable worker whose reported state differs."""
+        """Send the portfolio halt/resume to every reachable worker whose reported portfolio halt differs."""
         halted = action == "halt"
-        await asyncio.gather(*[self.health.control(self._url(trader, obs), action, reason)
+        await asyncio.gather(*[self.health.control(self._url(trader, obs), action, reason, scope=risk.SCOPE)
                                for obs in outcome.observations
-                               if obs.health and bool(obs.health.get("entries_halted")) != halted])
+                               if obs.health and risk.portfolio_halted(obs.health) != halted])
 
     def _old_status(self, trader: dict[str, Any]) -> dict[str, Any]:
         return self.statuses.get(trader_key(trader)) or trader.get("status") or {}

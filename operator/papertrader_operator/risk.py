@@ -9,8 +9,11 @@ sum of the peaks), so a halt based on it is conservative, and it needs no memory
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+SCOPE = "portfolio"  # the halt kind the operator sets and lifts on workers; their own halts are not touched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +25,8 @@ class Portfolio:
     return_pct: float
     drawdown_pct: float  # percent, e.g. 12.5
     open_positions: int
-    reporting: int
+    reporting: int  # workers counted, stale ones included
+    stale: int = 0  # workers counted at their last known results because they cannot be reached now
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -32,11 +36,21 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def portfolio(healths: list[dict[str, Any]]) -> Portfolio | None:
-    """Aggregate the `portfolio` blocks of worker `/health` documents; None when nobody reported."""
+def portfolio_halted(health: dict[str, Any]) -> bool:
+    """Whether a worker's `/health` shows the operator's portfolio halt (older workers: any halt)."""
+    halts = health.get("halts")
+    return SCOPE in halts if isinstance(halts, dict) else bool(health.get("entries_halted"))
+
+
+def portfolio(healths: Sequence[dict[str, Any]], stale: Sequence[dict[str, Any]] = ()) -> Portfolio | None:
+    """Aggregate the `portfolio` blocks of worker `/health` documents; None when nobody reported.
+
+    `stale` are the last documents of workers that cannot be reached now: they count at their last known equity
+    and drawdown (a failing loser must not hide its loss) and are counted in `Portfolio.stale`.
+    """
     initial = equity = peaks = Decimal(0)
-    open_positions = reporting = 0
-    for health in healths:
+    open_positions = reporting = stale_count = 0
+    for health, is_stale in [*((h, False) for h in healths), *((h, True) for h in stale)]:
         block = health.get("portfolio") or {}
         symbol_equity = _decimal(block.get("equity"))
         if symbol_equity is None:
@@ -44,6 +58,7 @@ def portfolio(healths: list[dict[str, Any]]) -> Portfolio | None:
         drawdown = min(max(float(block.get("drawdown_pct") or 0.0), 0.0), 99.999)
         symbol_initial = _decimal(block.get("initial_capital")) or symbol_equity
         reporting += 1
+        stale_count += is_stale
         initial += symbol_initial
         equity += symbol_equity
         peaks += max(symbol_equity / Decimal(str(1 - drawdown / 100)), symbol_equity)
@@ -52,7 +67,8 @@ def portfolio(healths: list[dict[str, Any]]) -> Portfolio | None:
         return None
     return_pct = float((equity - initial) / initial * 100) if initial else 0.0
     drawdown_pct = float((peaks - equity) / peaks * 100) if peaks else 0.0
-    return Portfolio(initial, equity, round(return_pct, 4), round(drawdown_pct, 4), open_positions, reporting)
+    return Portfolio(initial, equity, round(return_pct, 4), round(drawdown_pct, 4), open_positions, reporting,
+                     stale_count)
 
 
 def breached(port: Portfolio | None, max_drawdown_fraction: float) -> bool:

@@ -43,7 +43,6 @@ class OperatorConfig:
     worker_image: str = DEFAULT_IMAGE
     worker_url_template: str = DEFAULT_WORKER_URL_TEMPLATE
     resync_interval: float = 10.0
-    pod_refresh: float = 60.0  # seconds a pod (restart counts) read from the API is reused
     health_timeout: float = 2.0
     http_host: str = "0.0.0.0"
     http_port: int = 8080

@@ -43,6 +43,8 @@ class SymbolObservation:
     statefulset: dict[str, Any] | None = None
     pod: dict[str, Any] | None = None
     health: dict[str, Any] | None = None
+    last_health: dict[str, Any] | None = None  # the last /health read while the worker cannot be reached now
+    last_seen: str | None = None  # when `last_health` was read
 
     @property
     def ready(self) -> bool:
@@ -69,7 +71,7 @@ def _ms_to_iso(value: Any) -> str | None:
 
 def symbol_entry(obs: SymbolObservation, paused: bool) -> dict[str, Any]:
     """The status entry of one symbol; fields the worker did not report are left out."""
-    health = obs.health or {}
+    health = obs.health or obs.last_health or {}
     block = health.get("portfolio") or {}
     entry: dict[str, Any] = {
         "symbol": obs.symbol,
@@ -90,6 +92,10 @@ def symbol_entry(obs: SymbolObservation, paused: bool) -> dict[str, Any]:
         "entriesHalted": health.get("entries_halted"),
     }
     entry.update({key: value for key, value in optional.items() if value is not None})
+    if obs.health is None and obs.last_health is not None and not paused:
+        entry["stale"] = True  # unreachable: the results shown are the last ones it reported
+        if obs.last_seen:
+            entry["lastSeen"] = obs.last_seen
     return entry
 
 
@@ -157,6 +163,7 @@ def build_status(out: Outcome, old_status: dict[str, Any] | None) -> dict[str, A
         "conditions": merge_conditions(old_status.get("conditions"), _conditions(out), now_iso()),
         "symbols": [symbol_entry(obs, out.paused) for obs in out.observations],
         "risk": {"halted": out.halted},
+        "symbolList": ",".join(obs.symbol for obs in out.observations),
     }
     if out.halted:
         status["risk"].update({"reason": out.halt_reason, "haltedAt": out.halted_at or now_iso(),
@@ -165,7 +172,8 @@ def build_status(out: Outcome, old_status: dict[str, Any] | None) -> dict[str, A
         port = out.portfolio
         status["portfolio"] = {"initialCapital": f"{port.initial_capital:.2f}", "equity": f"{port.equity:.2f}",
                                "returnPct": port.return_pct, "drawdownPct": port.drawdown_pct,
-                               "openPositions": port.open_positions, "reportingWorkers": port.reporting}
+                               "openPositions": port.open_positions, "reportingWorkers": port.reporting,
+                               "staleWorkers": port.stale}
     elif old_status.get("portfolio"):
         status["portfolio"] = old_status["portfolio"]  # keep the last known results while workers are away
     return status

@@ -34,7 +34,7 @@ def test_helm_lint_strict(values):
 def test_default_render_has_operator_and_no_optional_objects(default_docs):
     kinds = sorted(d["kind"] for d in default_docs)
     assert kinds == sorted(["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                            "Service", "Deployment"]), kinds
+                            "Service", "Deployment", "PodDisruptionBudget"]), kinds
 
 
 def test_all_features_render_has_every_optional_object(all_docs):
@@ -327,3 +327,17 @@ def test_notes_tell_the_user_what_to_do_next():
     for phrase in ("kubectl -n papertrader rollout status deployment/papertrader-operator", "get pt",
                    "examples/btc-eth.yaml", "create secret generic", "kubectl apply --server-side -f"):
         assert phrase in notes, phrase
+
+
+def test_worker_pod_disruption_budget_per_namespace():
+    from tests.chart.chart_helpers import render
+
+    pdbs = [d for d in render("--set", "operator.watchNamespaces={trading,research}")
+            if d and d.get("kind") == "PodDisruptionBudget"]
+    assert sorted(p["metadata"]["namespace"] for p in pdbs) == ["research", "trading"]
+    for pdb in pdbs:
+        assert pdb["spec"]["maxUnavailable"] == 1
+        assert pdb["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "papertrader-worker",
+                                                          "app.kubernetes.io/managed-by": "papertrader-operator"}
+    assert not [d for d in render("--set", "podDisruptionBudget.enabled=false")
+                if d and d.get("kind") == "PodDisruptionBudget"]

@@ -1,7 +1,8 @@
 """Health levels, probes and control.
 
-"Stuck" here means: the event loop is alive (the HTTP server answers) but the pipeline has consumed no item
-for PIPELINE_STUCK_SECONDS while the run is not finished - e.g. a source whose next_batch never returns.
+"Stuck" here means: the event loop is alive (the HTTP server answers) but the pipeline, working on what it has
+(not waiting for market data), has consumed no item for PIPELINE_STUCK_SECONDS while the run is not finished - e.g.
+a replay source whose next_batch never returns. A live source waiting through a quiet market is not stuck.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ def test_weights_sum_to_100():
 
 
 async def test_stuck_pipeline_fails_healthz_within_deadline_and_restart_resumes(tmp_path):
-    settings = settings_for(tmp_path / "w", PIPELINE_STUCK_SECONDS=1.0)
-    source = ScriptedSource(live=True, now_aligned=250)
+    settings = settings_for(tmp_path / "w", PIPELINE_STUCK_SECONDS=1.0, COMMIT_EVERY_CANDLES=50)
+    source = ScriptedSource(live=False, now_aligned=250)  # a replay: it has the data, so a hang is a fault
     source.release(200)
     worker = await Worker(settings, source).start()
     await wait_for(lambda: worker.runner.engine.items >= 200)
     status, body = await worker.get("/healthz")
     assert status == 200 and body["alive"], body
-    # the source now hangs: no more items, loop alive
+    # the replay source now hangs: no more items, loop alive
     stuck_since = time.monotonic()
     while True:
         status, body = await worker.get("/healthz")
@@ -168,7 +169,7 @@ async def test_failing_storage_pauses_trading_without_failing_liveness(tmp_path)
     """A full disk pauses trading on purpose (retried, nothing lost): /healthz stays 200 past the stuck deadline
     so the kubelet does not restart-loop the pod, while /readyz says why the worker is not fit to trade."""
     settings = settings_for(tmp_path / "w", PIPELINE_STUCK_SECONDS=0.5)
-    source = ScriptedSource(live=True, now_aligned=250)
+    source = ScriptedSource(live=False, now_aligned=250)  # a replay that stops delivering: stuck, unless ...
     source.release(200)
     worker = await Worker(settings, source).start()
     try:
@@ -182,5 +183,75 @@ async def test_failing_storage_pauses_trading_without_failing_liveness(tmp_path)
         worker.runner.storage_error = None
         status, body = await worker.get("/healthz")
         assert status == 503 and body["pipeline_stuck"], body  # the same silence without a storage error
+    finally:
+        await worker.stop()
+
+
+class ShiftedClock:
+    """The health module's clock, `offset` seconds ahead (the rest of the process keeps the real one)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
+async def test_quiet_market_of_20_intervals_keeps_liveness_while_readiness_reports_stale_data(tmp_path, monkeypatch):
+    import papertrader.observability.health as health_module
+
+    clock = ShiftedClock()
+    monkeypatch.setattr(health_module, "time", clock)
+    settings = settings_for(tmp_path / "w")  # 1m candles, automatic deadlines
+    source = ScriptedSource(live=True, now_aligned=250)
+    source.release(250)
+    worker = await Worker(settings, source).start()
+    try:
+        await wait_for(lambda: worker.runner.engine.items >= 250)
+        await asyncio.sleep(0.3)  # the health ticks have seen the progress
+        status, body = await worker.get("/readyz")
+        assert status == 200, body
+        for minute in range(1, 21):  # no trade, no candle for 20 one-minute intervals
+            clock.offset = minute * 60.0
+            await asyncio.sleep(0.25)  # a couple of health ticks at each step
+            status, body = await worker.get("/healthz")
+            assert status == 200 and body["alive"] and body["waiting_for_market_data"], (minute, body)
+            assert body["seconds_since_progress"] >= minute * 60.0 - 1
+        status, body = await worker.get("/readyz")
+        assert status == 503 and "stale data" in body["reason"], body  # readiness keeps data freshness
+        _, health = await worker.get("/health")
+        assert health["status"] == "running" and health["components"]["pipeline"]["score"] == 100.0
+        source.release(1)  # the market wakes up: the pipeline goes on where it was
+        await wait_for(lambda: worker.runner.engine.items >= 251)
+    finally:
+        await worker.stop()
+
+
+async def test_stuck_pipeline_with_daily_candles_fails_liveness_within_a_minute(tmp_path, monkeypatch):
+    """The automatic deadline no longer grows with the candle interval (it was 3 days + 60 s for 1d candles)."""
+    import papertrader.observability.health as health_module
+
+    clock = ShiftedClock()
+    monkeypatch.setattr(health_module, "time", clock)
+    settings = settings_for(tmp_path / "w", CANDLE_INTERVAL="1d")
+    source = ScriptedSource(live=False, interval_ms=86_400_000)
+    source.release(30)
+    worker = await Worker(settings, source).start()
+    try:
+        await wait_for(lambda: worker.runner.engine.items >= 30)
+        await asyncio.sleep(0.3)  # the health ticks have seen the progress
+        assert worker.obs.health.stuck_after == 60.0
+        clock.offset = 30.0
+        await asyncio.sleep(0.3)
+        status, body = await worker.get("/healthz")
+        assert status == 200, body
+        clock.offset = 61.0  # stuck on what it has for just over the deadline
+        await asyncio.sleep(0.3)
+        status, body = await worker.get("/healthz")
+        assert status == 503 and body["pipeline_stuck"] and not body["waiting_for_market_data"], str(body)
+        # the kubelet restarts it after 3 failed probes 10 s apart: within 60 + 30 s of the hang
     finally:
         await worker.stop()

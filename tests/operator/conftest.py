@@ -4,6 +4,7 @@ fake worker fleet serving `/health` and `/control/*` on 127.0.0.1 (see shared/re
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import json
 import time
@@ -33,8 +34,74 @@ RESOURCES = {
 }
 
 
+BUILTIN_GROUPS = frozenset({"", "apps", "policy"})  # kinds whose Go types drop empty lists (`omitempty`)
+
+
+VERBS = {kmock.action.LIST: "list", kmock.action.WATCH: "watch", kmock.action.FETCH: "get",
+         kmock.action.CREATE: "create", kmock.action.UPDATE: "patch", kmock.action.DELETE: "delete"}
+
+
+def _plural(request: kmock.Request) -> str:
+    if request.resource is None:
+        return "-"
+    plural = request.resource.plural or "?"
+    return f"{plural}/{request.subresource}" if request.subresource else plural
+
+
+def as_stored(value: Any, merging: bool) -> Any:
+    """A built-in object (or merge patch) as the API server keeps it: empty lists are not stored.
+
+    In a merge patch (`merging`), an empty list at a merged (dict) level removes the field, which is what the
+    API server's stored result shows; inside a list (replaced whole) the field is simply absent.
+    """
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            if isinstance(item, list) and not item:
+                if merging:
+                    result[key] = None
+                continue
+            result[key] = as_stored(item, merging)
+        return result
+    if isinstance(value, list):
+        return [as_stored(item, merging=False) for item in value]
+    return value
+
+
+def apply_defaults(plural: str, body: dict[str, Any], created: bool) -> None:
+    """Some of the defaults the API server fills into StatefulSets and Services it stores.
+
+    On a merge patch (`created` false) only inside lists, which a patch replaces whole (the containers)."""
+    spec = body.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if plural == "statefulsets":
+        if created:
+            spec.setdefault("revisionHistoryLimit", 10)
+            spec.setdefault("persistentVolumeClaimRetentionPolicy",
+                            {"whenDeleted": "Retain", "whenScaled": "Retain"})
+        pod = (spec.get("template") or {}).get("spec") or {}
+        if created:
+            pod.setdefault("restartPolicy", "Always")
+            pod.setdefault("dnsPolicy", "ClusterFirst")
+            pod.setdefault("schedulerName", "default-scheduler")
+        for container in pod.get("containers") or []:
+            container.setdefault("terminationMessagePath", "/dev/termination-log")
+            container.setdefault("terminationMessagePolicy", "File")
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                if probe in container:
+                    container[probe].setdefault("successThreshold", 1)
+                    container[probe]["httpGet"].setdefault("scheme", "HTTP")
+    elif plural == "services" and created:
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if spec.get("clusterIP"):
+            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+
+
 class Emulator(kmock.KubernetesEmulator):
-    """kmock plus what kopf needs from a real API server: uid, resourceVersion, generation, names.
+    """kmock plus what kopf needs from a real API server: uid, resourceVersion, generation, names; built-in
+    objects are stored as the API server stores them (empty lists dropped, some defaults filled in).
 
     kmock matches every request against its whole request log (quadratic in the number of requests); with
     `history_limit` set, the log keeps only the requests still being served plus the latest `history_limit`
@@ -42,6 +109,11 @@ class Emulator(kmock.KubernetesEmulator):
     """
 
     history_limit: int | None = None
+
+    @property
+    def counts(self) -> collections.Counter[tuple[str, str]]:
+        """Requests served, by (Kubernetes verb, resource plural[/subresource])."""
+        return self.__dict__.setdefault("_counts", collections.Counter())
 
     async def _handle(self, request: kmock.Request) -> web.StreamResponse:
         if self.history_limit is None:
@@ -57,6 +129,14 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def _emulate(self, request: kmock.Request) -> web.StreamResponse:
         data = request.data
+        self.counts[(VERBS.get(request.action, str(request.method).lower()), _plural(request))] += 1
+        if (request.resource is not None and isinstance(data, dict) and request.subresource is None
+                and request.resource.group in BUILTIN_GROUPS
+                and request.action in (kmock.action.CREATE, kmock.action.UPDATE)):
+            stored = as_stored(data, merging=request.action == kmock.action.UPDATE)
+            apply_defaults(request.resource.plural or "", stored, created=request.action == kmock.action.CREATE)
+            data.clear()
+            data.update(stored)
         if request.resource is not None and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
             if request.action == kmock.action.CREATE:
@@ -168,12 +248,13 @@ class FakeWorkers:
     def __init__(self) -> None:
         self.healths: dict[str, dict[str, Any]] = {}
         self.controls: list[tuple[str, str, dict[str, Any]]] = []
+        self.health_reads = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
     def report(self, name: str, *, equity: str = "10000.00", drawdown_pct: float = 0.0, ready: bool = True,
                level: str = "excellent", open_positions: int = 0, initial: str = "10000.00") -> None:
-        halted = self.healths.get(name, {}).get("entries_halted", False)
+        halts = self.healths.get(name, {}).get("halts", {})
         self.healths[name] = {
             "symbol": name, "score": 95.0, "level": level, "ready": ready, "status": "running",
             "portfolio": {"initial_capital": initial, "cash": equity, "position_value": "0", "equity": equity,
@@ -181,10 +262,20 @@ class FakeWorkers:
                           "drawdown_pct": drawdown_pct, "max_drawdown_pct": drawdown_pct,
                           "open_positions": open_positions, "trades": 3},
             "candles_processed": 120, "last_candle_ms": 1_700_000_000_000, "model_version": "v7",
-            "entries_halted": halted, "halt_reason": None,
+            "entries_halted": bool(halts), "halt_reason": None, "halts": halts,
         }
 
+    def halt_locally(self, name: str, kind: str, reason: str) -> None:
+        """A halt the worker set itself (its own drawdown halt, say)."""
+        self.healths[name]["halts"][kind] = reason
+        self.healths[name]["entries_halted"] = True
+
+    def unreachable(self, name: str) -> None:
+        """The worker stops answering /health (its pod is gone or its network is cut)."""
+        self.healths.pop(name, None)
+
     async def _health(self, request: web.Request) -> web.Response:
+        self.health_reads += 1
         doc = self.healths.get(request.match_info["name"])
         return web.json_response(doc) if doc else web.json_response({"error": "unknown"}, status=404)
 
@@ -192,8 +283,13 @@ class FakeWorkers:
         name, action = request.match_info["name"], request.match_info["action"]
         body = await request.json()
         self.controls.append((name, action, body))
-        if name in self.healths:
-            self.healths[name]["entries_halted"] = action == "halt"
+        if name in self.healths:  # like the worker: halts by scope; lifting one leaves the others
+            halts = self.healths[name]["halts"]
+            if action == "halt":
+                halts[body.get("scope") or "manual"] = body.get("reason")
+            else:
+                halts.pop(body.get("scope") or "manual", None)
+            self.healths[name]["entries_halted"] = bool(halts)
         return web.json_response({"ok": True})
 
     async def start(self) -> None:

@@ -52,8 +52,8 @@ async def test_create_renders_contract_children_and_status(cluster: Cluster, wor
     container = pod["containers"][0]
     assert container["args"][:4] == ["run", "--symbol", "BTC-EUR", "--source"]
     assert {"--state-dir", "/var/lib/papertrader", "--http-port", "8766", "--ws-port", "8765"} <= set(container["args"])
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8766}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8766}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8766, "scheme": "HTTP"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8766, "scheme": "HTTP"}
     assert container["securityContext"] == {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
                                             "readOnlyRootFilesystem": True, "privileged": False,
                                             "capabilities": {"drop": ["ALL"]}}
@@ -214,12 +214,14 @@ async def test_ready_worker_status_and_restarts(cluster: Cluster, workers: FakeW
     await cluster.apply("demo", {"symbols": ["BTC-EUR"], "source": "synthetic"})
     await eventually(lambda: children_of(cluster, {"demo-btc-eur"}))
     await cluster.mock.post("/api/v1/namespaces/default/pods", json={
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-btc-eur-0", "namespace": "default"},
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-btc-eur-0", "namespace": "default",
+                                                        "labels": {**LABELS, "papertrader.io/symbol": "btc-eur"}},
         "status": {"containerStatuses": [{"name": "worker", "restartCount": 3}]}})
     await cluster.patch("StatefulSet", "demo-btc-eur", {"status": {"replicas": 1, "readyReplicas": 1}},
                         subresource="status")
     trader = await eventually(lambda: (t := cluster.get("PaperTrader", "demo"))
-                              and t["status"]["symbols"][0].get("restarts") == 3 and t)
+                              and t["status"]["symbols"][0].get("restarts") == 3
+                              and t["status"]["symbols"][0]["ready"] and t)
     entry = trader["status"]["symbols"][0]
     assert entry["ready"] is True and entry["healthLevel"] == "critical"
     assert condition(trader, "Ready")["status"] == "True"
@@ -231,6 +233,12 @@ async def test_ready_worker_status_and_restarts(cluster: Cluster, workers: FakeW
     await eventually(lambda: "XRP" not in cluster.get("ConfigMap", "demo-btc-eur")["data"]["config.yaml"])
     await asyncio.sleep(0.3)
     assert condition(cluster.get("PaperTrader", "demo"), "Ready")["lastTransitionTime"] == ready_since
+
+    # A restart reaches the status through the pod watch; no pod is ever read with GET.
+    await cluster.patch("Pod", "demo-btc-eur-0", {"status": {"containerStatuses": [
+        {"name": "worker", "restartCount": 4}]}})
+    await eventually(lambda: cluster.get("PaperTrader", "demo")["status"]["symbols"][0]["restarts"] == 4)
+    assert cluster.mock.counts[("get", "pods")] == 0 and cluster.mock.counts[("watch", "pods")] >= 1
 
 
 async def test_invalid_spec_is_rejected_with_event(cluster: Cluster, start_operator: OperatorFactory) -> None:

@@ -71,7 +71,9 @@ def test_storage_retention_follows_the_spec() -> None:
                                                        "storageClassName": "fast"})))["spec"]
     assert keep["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
     assert keep["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast"
-    drop = statefulset(render_children(trader()))["spec"]
+    default = statefulset(render_children(trader()))["spec"]  # ledgers are kept unless asked otherwise
+    assert default["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    drop = statefulset(render_children(trader(storage={"retainOnDelete": False})))["spec"]
     assert drop["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
 
 

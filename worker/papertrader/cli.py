@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -126,8 +127,16 @@ def _delegate(verb: str, argv: list[str]) -> int:
     return int(getattr(module, function)(argv) or 0)
 
 
+def _stop_during_startup(signum: int, _frame: Any) -> None:
+    """SIGTERM before the worker's own handlers exist: leave at once (nothing is committed half-way)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``papertrader`` console script."""
+    # First thing: as PID 1 (a container without an init) the kernel ignores SIGTERM unless a handler exists, so
+    # without this a pod being deleted during start-up (imports, warm-up download) waits for SIGKILL.
+    signal.signal(signal.SIGTERM, _stop_during_startup)
     from papertrader.config import ConfigError
     from papertrader.ledger.store import LedgerError
     from papertrader.market.candle_file import CandleFileError

@@ -191,8 +191,9 @@ class Settings(BaseSettings):
     health_check_interval: float = Field(300, gt=0, description="seconds between full health reports (log, "
                                          "WebSocket, Telegram on level change); probes compute health on demand")
     health_probe_interval: float = Field(1.0, gt=0, description="seconds between cheap liveness ticks")
-    pipeline_stuck_seconds: float = Field(0, ge=0, description="no candle consumed for this long (run not "
-                                          "finished) fails /healthz; 0 = auto: 3 x candle interval + 60 s")
+    pipeline_stuck_seconds: float = Field(0, ge=0, description="working this long on what the pipeline has "
+                                          "without consuming an item (waiting for market data does not count) "
+                                          "fails /healthz; 0 = auto: 60 s, whatever the candle interval")
     event_loop_stall_seconds: float = Field(10, gt=0, description="event-loop lag that fails /healthz")
     data_stale_seconds: float = Field(0, ge=0, description="live data older than this fails /readyz; "
                                       "0 = auto: 2 x candle interval + 30 s")

@@ -9,13 +9,14 @@ is killed and restarted with the same arguments stops at the same candle as one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shlex
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -118,6 +119,10 @@ class WorkerRunner:
         self.started_at = time.monotonic()
         self.finished = False
         self.last_progress = time.monotonic()
+        #: when the current wait for market data began (a live source, a paced replay's pause, the source's
+        #: start-up), None while the pipeline works on what it has; liveness counts only working time
+        self.waiting_since: float | None = None
+        self.last_wait_end = time.monotonic()
         self._stop = asyncio.Event()
         #: the last storage failure while it lasts (None when the ledger commits fine); read by health checks
         self.storage_error: str | None = None
@@ -150,9 +155,12 @@ class WorkerRunner:
             await service.start()
         self._install_signal_handlers()
         try:
-            await source.start(checkpoint["last_ts"] if checkpoint else None, engine.warmup)
-            self._apply_market_rules()
-            await self._loop()
+            async with self._waiting():  # SIGTERM during the warm-up download stops it at once
+                started, _ = await self._unless_stopped(
+                    source.start(checkpoint["last_ts"] if checkpoint else None, engine.warmup))
+            if started:
+                self._apply_market_rules()
+                await self._loop()
         finally:
             for service in reversed(self.services):
                 await service.stop()
@@ -227,7 +235,8 @@ class WorkerRunner:
                 self._progress(now)
             if paced:
                 next_due += pause
-                await asyncio.sleep(max(0.0, next_due - time.monotonic()))
+                async with self._waiting():
+                    await asyncio.sleep(max(0.0, next_due - time.monotonic()))
             else:
                 await asyncio.sleep(0)
         if self.finished:
@@ -238,14 +247,30 @@ class WorkerRunner:
         """The source's next batch; a live source's wait (up to a candle interval) is cut short by a stop request."""
         if not self.source.live:
             return await self.source.next_batch(want)
-        fetch = asyncio.ensure_future(self.source.next_batch(want))
+        async with self._waiting():  # a quiet market is no fault of the pipeline: readiness reports stale data
+            done, batch = await self._unless_stopped(self.source.next_batch(want))
+        return batch if done else []
+
+    async def _unless_stopped(self, work: Awaitable[Any]) -> tuple[bool, Any]:
+        """Await `work` unless a stop is requested first (then it is cancelled): (finished, its result)."""
+        fetch = asyncio.ensure_future(work)
         stop = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if fetch.done():
-            return fetch.result()
+            return True, fetch.result()
         await cancel_and_wait(fetch)
-        return []
+        return False, None
+
+    @contextlib.asynccontextmanager
+    async def _waiting(self) -> AsyncIterator[None]:
+        """Mark a wait for market data (see ``waiting_since``)."""
+        self.waiting_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.waiting_since = None
+            self.last_wait_end = time.monotonic()
 
     async def _commit(self) -> None:
         """Commit the engine's batch; while storage fails (a full disk), pause trading and retry with backoff.

@@ -8,9 +8,12 @@ Every HEALTH_CHECK_INTERVAL (300 s, the seed's setting) a full report is logged 
 What the probes mean:
 
 - **alive** (``/healthz``): the event loop answers (a stalled loop cannot answer at all, so the kubelet's probe
-  times out; a watchdog thread also logs the stall) and the pipeline is not stuck: a run that has not finished
-  consumed at least one item within PIPELINE_STUCK_SECONDS (auto: 3 candle intervals + 60 s). A source whose
-  ``next_batch`` never returns (hung connection) is "stuck"; restarting resumes from the checkpoint.
+  times out; a watchdog thread also logs the stall) and the pipeline is not stuck on what it has: while it works
+  (not waiting for market data) it consumes an item within PIPELINE_STUCK_SECONDS (auto: 60 s, whatever the candle
+  interval, so a 1d worker that hangs is restarted within a minute and the probe budget). Waiting for market data
+  (a live source, a paced replay, the source's start-up) never fails liveness: a quiet market is not a fault and
+  a restart would only spend exchange budget; missing data is readiness's business. A replay source whose
+  ``next_batch`` never returns is "stuck"; restarting resumes from the checkpoint.
 - **ready** (``/readyz``): warmed up, data fresh (live: last candle closed within DATA_STALE_SECONDS; replay:
   not stuck), model loaded where the strategy needs one, data circuit breaker not open.
 """
@@ -47,6 +50,7 @@ WEIGHTS: dict[str, float] = {
 }
 
 MEMORY_GOOD_BYTES = 1 << 30  # the seed's "keep under 1 GB"
+AUTO_STUCK_SECONDS = 60.0  # working on what it has without progress for this long: stuck (any candle interval)
 
 
 def level_for(score: float) -> str:
@@ -65,7 +69,7 @@ class HealthMonitor:
         settings = obs.runner.settings
         interval_s = settings.interval_ms / 1000.0
         self.interval_s = interval_s
-        self.stuck_after = settings.pipeline_stuck_seconds or 3 * interval_s + 60.0
+        self.stuck_after = settings.pipeline_stuck_seconds or AUTO_STUCK_SECONDS
         self.stale_after = settings.data_stale_seconds or 2 * interval_s + 30.0
         self.stall_after = settings.event_loop_stall_seconds
         self.probe_interval = settings.health_probe_interval
@@ -181,11 +185,19 @@ class HealthMonitor:
             self.last_progress = time.monotonic()
         return time.monotonic() - self.last_progress
 
-    def stuck(self) -> bool:
-        """No progress past the deadline. Not while storage fails: then trading is paused on purpose and retried
-        (``/readyz`` says why); a restart would not help and could loop."""
+    def working_age(self) -> float:
+        """Seconds the pipeline has worked on what it has without consuming an item; 0 while it waits for data."""
         runner = self.obs.runner
-        return not runner.finished and runner.storage_error is None and self.progress_age() > self.stuck_after
+        age = self.progress_age()
+        if runner.waiting_since is not None:
+            return 0.0
+        return min(age, max(0.0, time.monotonic() - runner.last_wait_end))
+
+    def stuck(self) -> bool:
+        """No progress past the deadline while working. Not while storage fails: then trading is paused on purpose
+        and retried (``/readyz`` says why); a restart would not help and could loop."""
+        runner = self.obs.runner
+        return not runner.finished and runner.storage_error is None and self.working_age() > self.stuck_after
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         lag = time.monotonic() - self.last_tick - self.probe_interval
@@ -195,6 +207,8 @@ class HealthMonitor:
             "alive": not (stalled or stuck),
             "pipeline_stuck": stuck,
             "seconds_since_progress": round(self.progress_age(), 3),
+            "seconds_working_without_progress": round(self.working_age(), 3),
+            "waiting_for_market_data": self.obs.runner.waiting_since is not None,
             "pipeline_stuck_seconds": self.stuck_after,
             "event_loop_lag_seconds": round(max(self.loop_lag, lag, 0.0), 4),
             "finished": self.obs.runner.finished,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from papertrader.observability.wiring import Observability
 
 log = logging.getLogger("papertrader.http")
+CONTROL_SCOPES = ("manual", "portfolio")  # portfolio: set and lifted by the operator only
 
 MAX_CONTROL_BODY = 4096
 MAX_LINE = 8192
@@ -221,13 +222,20 @@ class HttpServer:
     async def _halt(self, raw: bytes) -> Response:
         data = self._body(raw)
         reason = str(data.get("reason") or "halted via /control/halt")[:500]
-        self.obs.halt(reason, source="http")
+        self.obs.halt(reason, source="http", kind=self._scope(data))
         return Response.json(self._control_state())
 
     async def _resume(self, raw: bytes) -> Response:
-        self._body(raw)
-        self.obs.resume(source="http")
+        self.obs.resume(source="http", kind=self._scope(self._body(raw)))
         return Response.json(self._control_state())
+
+    @staticmethod
+    def _scope(data: dict[str, Any]) -> str:
+        """Which halt a control call sets or lifts: ``manual`` (default) or ``portfolio`` (the operator's)."""
+        scope = data.get("scope") or "manual"
+        if scope not in CONTROL_SCOPES:
+            raise HttpError(400, f"scope must be one of {', '.join(CONTROL_SCOPES)}")
+        return str(scope)
 
     def _control_state(self) -> dict[str, Any]:
         halts = self.obs.runner.engine.risk.state.halts

@@ -235,17 +235,18 @@ class Observability:
             return False
         return bool(status.get("connected", True))
 
-    def halt(self, reason: str, source: str) -> None:
+    def halt(self, reason: str, source: str, kind: str = "manual") -> None:
         engine = self.runner.engine
-        already = engine.risk.state.halts.get("manual") == reason
-        engine.halt_entries(reason, kind="manual")
+        already = engine.risk.state.halts.get(kind) == reason
+        engine.halt_entries(reason, kind=kind)
         if not already and self.notifier is not None:
             self.notifier.notify("status", f"{self.symbol}: new entries halted via {source}: {reason}", "high")
 
-    def resume(self, source: str) -> None:
+    def resume(self, source: str, kind: str = "manual") -> None:
+        """Lift the ``kind`` halt; ``portfolio`` (the operator's) leaves the worker's own halts in place."""
         engine = self.runner.engine
         was = bool(engine.risk.state.halts)
-        engine.resume_entries(kind="manual")
+        engine.resume_entries(kind=kind)
         if was and self.notifier is not None:
             self.notifier.notify("status", f"{self.symbol}: entries resumed via {source}", "normal")
 
