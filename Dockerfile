@@ -18,17 +18,24 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 
+# Where torch comes from (default: the PyTorch CPU index). Air-gapped builds point it at a local index and may set
+# PIP_FIND_LINKS / PIP_EXTRA_INDEX_URL / PIP_CERT (pip reads them from the environment; unset when not passed).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_FIND_LINKS
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_CERT
+
 # CPU-only torch first, from the PyTorch CPU index, so that resolving the project's
 # `torch>=2.2` requirement is already satisfied and no CUDA wheels are ever pulled.
 RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    && pip install --no-cache-dir torch==2.13.0 --index-url "${TORCH_INDEX_URL}"
 
 # Project metadata first, then sources: a code change does not invalidate the torch layer.
 COPY pyproject.toml README.md ./
 COPY worker/ ./worker/
 COPY operator/ ./operator/
 RUN pip install --no-cache-dir . \
-    && python -m compileall -q /opt/venv/lib \
+    && python -m compileall -q -x 'py312_intrinsics' /opt/venv/lib \
     && papertrader --help >/dev/null
 
 FROM python:3.11.9-slim-bookworm AS runtime

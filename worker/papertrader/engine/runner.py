@@ -15,6 +15,7 @@ import logging
 import shlex
 import signal
 import sqlite3
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from papertrader.aio import cancel_and_wait
 from papertrader.config import Settings
 from papertrader.engine.pipeline import Engine
 from papertrader.events import EngineListener
-from papertrader.ledger.store import LedgerStore
+from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.logs import PERFORMANCE_LOGGER, setup_logging
 from papertrader.ledger.csv_logs import CsvLog
 from papertrader.market.candle_file import HEADER
@@ -95,15 +96,36 @@ def complete_replay_settings(settings: Settings) -> Settings:
     return settings.model_copy(update=update) if update else settings
 
 
+def ensure_writable_state_dir(state_dir: Path) -> None:
+    """Fail with one line naming the state directory when it cannot be created or written (a read-only root
+    without a state volume), instead of an ``OSError`` traceback from whatever writes there first."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=state_dir):
+            pass
+    except OSError as exc:
+        raise LedgerError(f"state directory {state_dir} is not writable ({exc.strerror or exc}); mount a writable "
+                          "volume there or set STATE_DIR") from None
+
+
 class WorkerRunner:
     """Owns one worker's engine, source and services for the duration of ``papertrader run``."""
 
     def __init__(self, settings: Settings, source: CandleSource | None = None, console_logs: bool = True) -> None:
         settings = complete_replay_settings(settings)
         self.settings = settings
+        ensure_writable_state_dir(settings.state_dir)
         setup_logging(settings.state_dir / "logs", settings.log_level, settings.log_max_bytes,
                       settings.log_backup_count, console=console_logs)
         self.store = LedgerStore(settings.state_dir / "state.db")
+        try:
+            self._build(settings, source)
+        except BaseException:
+            self.store.close()
+            raise
+
+    def _build(self, settings: Settings, source: CandleSource | None) -> None:
+        """Everything after the ledger is open; on failure ``__init__`` closes the ledger again."""
         self.store.check_identity({"symbol": settings.symbol, "source": settings.source,
                                    "strategy": settings.strategy})
         self.store.record_settings(settings.masked())
@@ -139,7 +161,14 @@ class WorkerRunner:
         self._stop.set()
 
     async def run(self) -> dict[str, Any]:
-        """Run until the source ends, ``--max-candles`` is reached or a stop is requested. Returns the summary."""
+        """Run until the source ends, ``--max-candles`` is reached or a stop is requested. Returns the summary.
+        The ledger is closed (WAL checkpointed) on every way out."""
+        try:
+            return await self._run()
+        finally:
+            self.store.close()
+
+    async def _run(self) -> dict[str, Any]:
         settings, engine, source = self.settings, self.engine, self.source
         checkpoint = engine.restore()
         if checkpoint is not None:

@@ -59,6 +59,7 @@ class LedgerStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._commits_since_checkpoint = 0
+        self._closed = False
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -187,5 +188,12 @@ class LedgerStore:
         ).fetchall()
 
     def close(self) -> None:
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.close()
+        """Checkpoint the WAL into the database and close it: no ``state.db-wal``/``-shm`` is left behind.
+        Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.db.close()
