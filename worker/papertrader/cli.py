@@ -79,6 +79,13 @@ def _run(args: argparse.Namespace) -> int:
     summary = asyncio.run(runner.run())
     summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(format_summary(summary), flush=True)
+    if summary["candles"] == 0 and summary["rejected_candles"] > 0 and settings.source == "replay":
+        reason = summary.get("dominant_rejection")
+        hint = (" (timestamps are not on the interval's boundaries: shift them to open times, or check "
+                "CANDLE_INTERVAL)" if reason == "misaligned" else "")
+        print(f"papertrader run: every one of the {summary['rejected_candles']} candles was rejected, "
+              f"mostly by rule {reason}{hint}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 
