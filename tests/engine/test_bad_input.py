@@ -123,3 +123,14 @@ def test_a_partly_bad_file_trades_and_names_its_dominant_rejection(tmp_path: Pat
     summary = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and summary["candles"] == 190 and summary["rejected_candles"] == 10
     assert summary["dominant_rejection"] == "misaligned"
+
+
+def test_train_names_the_rule_that_rejected_every_candle(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from papertrader.ml.train_cli import main as train
+
+    candles = [c._replace(ts=c.ts + 7_000) for c in synthetic_candles(60)]
+    path = _file(tmp_path, HEADER + "".join(format_candle(c) for c in candles))
+    code = train(["--data", path, "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 2 and "all 60 rejected, mostly by rule misaligned" in err
