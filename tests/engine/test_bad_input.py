@@ -118,9 +118,12 @@ def test_a_partly_bad_file_trades_and_names_its_dominant_rejection(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     candles = synthetic_candles(200)
     rows = [format_candle(c._replace(ts=c.ts + 5_000) if 50 <= i < 60 else c) for i, c in enumerate(candles)]
-    code, out, _ = _run(capsys, "--source", "replay", "--replay-file", _file(tmp_path, HEADER + "".join(rows)),
-                        "--state-dir", str(tmp_path / "s"))
+    code, out, err = _run(capsys, "--source", "replay", "--replay-file", _file(tmp_path, HEADER + "".join(rows)),
+                          "--state-dir", str(tmp_path / "s"))
     summary = json.loads(out.strip().splitlines()[-1])
+    assert [line for line in err.splitlines() if "candles were rejected" in line] == [
+        "papertrader run: 10 of 200 candles were rejected, mostly by rule misaligned (see the 'candle rejected' "
+        "log lines)"]
     assert code == 0 and summary["candles"] == 190 and summary["rejected_candles"] == 10
     assert summary["dominant_rejection"] == "misaligned"
 

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+REJECTED_SHARE_WARNING = 0.02  # a run that lost more than this share of its candles says so once
+
+
 def _settings_from(args: argparse.Namespace) -> Any:
     from papertrader.config import load_settings
 
@@ -86,6 +89,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"papertrader run: every one of the {summary['rejected_candles']} candles was rejected, "
               f"mostly by rule {reason}{hint}", file=sys.stderr, flush=True)
         return 2
+    rejected, total = summary["rejected_candles"], summary["rejected_candles"] + summary["candles"]
+    if total and rejected / total > REJECTED_SHARE_WARNING:
+        print(f"papertrader run: {rejected} of {total} candles were rejected, mostly by rule "
+              f"{summary.get('dominant_rejection')} (see the 'candle rejected' log lines)", file=sys.stderr,
+              flush=True)
     return 0
 
 
