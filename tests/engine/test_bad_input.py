@@ -101,3 +101,39 @@ def test_invalid_settings_exit_2_with_one_line(tmp_path, env, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
+
+
+def test_a_misaligned_file_exits_2_naming_alignment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Open times shifted by 7 s: every candle is rejected by one rule; the run says so and exits 2."""
+    candles = [c._replace(ts=c.ts + 7_000) for c in synthetic_candles(60)]
+    path = _file(tmp_path, HEADER + "".join(format_candle(c) for c in candles))
+    code, out, err = _run(capsys, "--source", "replay", "--replay-file", path, "--state-dir", str(tmp_path / "s"))
+    assert code == 2
+    lines = [line for line in err.splitlines() if "every one of the 60 candles was rejected" in line]
+    assert len(lines) == 1 and "misaligned" in lines[0] and "interval's boundaries" in lines[0]
+    assert json.loads(out.strip().splitlines()[-1])["dominant_rejection"] == "misaligned"
+
+
+def test_a_partly_bad_file_trades_and_names_its_dominant_rejection(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    candles = synthetic_candles(200)
+    rows = [format_candle(c._replace(ts=c.ts + 5_000) if 50 <= i < 60 else c) for i, c in enumerate(candles)]
+    code, out, err = _run(capsys, "--source", "replay", "--replay-file", _file(tmp_path, HEADER + "".join(rows)),
+                          "--state-dir", str(tmp_path / "s"))
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert [line for line in err.splitlines() if "candles were rejected" in line] == [
+        "papertrader run: 10 of 200 candles were rejected, mostly by rule misaligned (see the 'candle rejected' "
+        "log lines)"]
+    assert code == 0 and summary["candles"] == 190 and summary["rejected_candles"] == 10
+    assert summary["dominant_rejection"] == "misaligned"
+
+
+def test_train_names_the_rule_that_rejected_every_candle(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from papertrader.ml.train_cli import main as train
+
+    candles = [c._replace(ts=c.ts + 7_000) for c in synthetic_candles(60)]
+    path = _file(tmp_path, HEADER + "".join(format_candle(c) for c in candles))
+    code = train(["--data", path, "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 2 and "all 60 rejected, mostly by rule misaligned" in err

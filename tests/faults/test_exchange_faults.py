@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from papertrader.config import Settings
 from papertrader.market.bitvavo import clock as clock_module
 from papertrader.market.fake_exchange import FakeBitvavo, FakeScript
 
@@ -28,6 +29,7 @@ from tests.bitvavo.test_live import FAST, live_then_replay
 START = 300
 MAX_CANDLES = 450
 RESULTS: list[dict[str, Any]] = []
+DEFAULT_STALE = Settings.model_fields["ws_stale_seconds"].default  # WS_STALE_SECONDS as shipped (90 s)
 
 
 class HugeFrameExchange(FakeBitvavo):
@@ -259,6 +261,21 @@ async def test_5xx_on_rest_pages(tmp_path: Path) -> None:
             f"{errors} pages failed and were retried with backoff; gap-fills completed")
 
 
+async def test_fault_storm_on_the_default_stale_timeout(tmp_path: Path) -> None:
+    """Bad frames, drops, a stall and a 429 window in one run, with WS_STALE_SECONDS at its default: the stall
+    never trips the watchdog, the quiet-market timer fetches the bars it hid, and the ledger equals the replay's."""
+    storm_ms = int(1.0 * FAST / 2 * 1000)
+    script = FakeScript(malformed_at={START + 50, START + 150}, drop_at={START + 100, START + 250},
+                        stall_at={START + 200: 1.5}, storm_at={START + 250: storm_ms})
+    async with FakeBitvavo(_candles(), start_index=START, speed=FAST / 2, script=script) as fake:
+        live = await live_then_replay(fake, tmp_path, MAX_CANDLES, ws_stale_seconds=DEFAULT_STALE)
+    status = live["source_status"]
+    assert status["stale_reconnects"] == 0 and status["disconnects"] >= 2
+    assert status["rest_closed_candles"] >= 1 and status["malformed_frames"] >= 2
+    _record("storm on default WS_STALE_SECONDS (frames, drops, 1.5 s stall, 429)", live,
+            f"stall bridged from REST ({status['rest_closed_candles']} bars), no stale reconnect")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(1, 6))
 async def test_combined_faults_with_seeds(tmp_path: Path, seed: int) -> None:
@@ -274,5 +291,5 @@ async def test_combined_faults_with_seeds(tmp_path: Path, seed: int) -> None:
                         negative_at={next(take) for _ in range(3)}, gap_at={next(take): rng.choice([3, 60])},
                         storm_at={next(take): 20_000})
     async with FakeBitvavo(_candles(2500), start_index=START, speed=FAST / 2, script=script) as fake:
-        live = await live_then_replay(fake, tmp_path, 800, ws_stale_seconds=0.5)
+        live = await live_then_replay(fake, tmp_path, 800, ws_stale_seconds=DEFAULT_STALE)
     _record(f"combined, seed {seed}", live, f"disconnects {live['source_status']['disconnects']}")

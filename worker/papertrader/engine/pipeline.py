@@ -423,6 +423,7 @@ class Engine:
             "fees_paid": float(portfolio.fees),
             "realized_pnl": float(portfolio.realized_pnl),
             "rejected_candles": counters.rejected,
+            "dominant_rejection": max(counters.reasons, key=counters.reasons.__getitem__) if counters.reasons else None,
             "duplicates_ignored": counters.duplicates_ignored,
             "gaps": counters.gaps,
             "missing_candles": counters.missing_candles,

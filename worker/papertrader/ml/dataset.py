@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class CandleSet:
     candles: list[Candle]
     files: list[dict[str, object]]  # path, sha256, rows
     rejected: int
+    reasons: dict[str, int] = field(default_factory=dict)  # rejected candles per gate rule
 
     @property
     def time_range(self) -> tuple[int, int]:
@@ -83,7 +84,7 @@ def load_candles(paths: Sequence[Path | str], interval_ms: int, gate_settings: d
         if rows == 0:
             raise CandleFileError(f"{path}: line 2: no candle rows after the header")
         files.append({"path": str(path), "name": path.name, "sha256": file_sha256(path), "rows": rows})
-    return CandleSet(candles, files, gate.counters.rejected)
+    return CandleSet(candles, files, gate.counters.rejected, dict(gate.counters.reasons))
 
 
 def feature_matrix(candles: Sequence[Candle], names: Sequence[str]) -> tuple[np.ndarray, int]:

@@ -3,9 +3,10 @@
 **Closed candles.** The ``candles`` channel repeats the still-forming bar after every trade. A bar is *closed*
 - when the stream shows a bar with a newer open time (every earlier bar has ended on the exchange); its values
   are the last update received before the newer bar appeared (updates carry the full bar so far), or
-- when no newer bar arrives (a quiet market): once the exchange clock reaches ``ts + interval + grace``
-  (CANDLE_CLOSE_GRACE_SECONDS, exchange time), ``/time`` confirms it and REST ``/candles`` returns the bar; the
-  REST values are used.
+- when no newer bar arrives (a quiet market, a stall, a reconnect): once the exchange clock reaches
+  ``ts + interval + grace`` (CANDLE_CLOSE_GRACE_SECONDS, exchange time) for the first bar after the last one
+  queued, ``/time`` confirms it and REST ``/candles`` returns *every* bar closed since (the catch-up); the REST
+  values are used. Intervals REST confirms empty are not asked again.
 Bars fetched from REST (warm-up, restart backfill, gap-fill after a reconnect) are closed when
 ``ts + interval <= exchange time`` (or an even newer bar exists); REST values are then final, so they are used.
 Each bar is handed to the engine exactly once and in timestamp order: the source tracks the last queued open time
@@ -18,8 +19,10 @@ re-synchronised every CLOCK_SYNC_INTERVAL_SECONDS, offset exposed as ``clock_off
 **Start, backfill, gap-fill.** A fresh worker fetches exactly ``warmup_candles`` closed candles ending at the last
 closed bar before the exchange's *now*. A restarted worker (cursor or ``last_processed_ts``) fetches every
 candle after the last one it processed, up to now. Both are queued before the stream starts, so the engine
-processes them first. On every (re)connect the first streamed bar ``T`` triggers a REST fill of the bars between
-the last queued one and ``T``. Intervals without trades have no candle: they stay gaps.
+processes them first. After every reconnect (closed, stale, error) the catch-up runs at once, whether or not a
+newer bar has arrived on the stream; and whenever the stream shows a bar ``T`` later than the one after the last
+queued (the first bar of a connection, a bar after a stall or a gap), REST fills the bars between. Intervals
+without trades have no candle: they stay gaps. The result equals a replay of the same candles.
 
 **Resilience.** Every REST call has API_TIMEOUT_SECONDS; failures are retried with exponential backoff and
 jitter (seeded) up to RECONNECT_MAX_BACKOFF_SECONDS, the WebSocket reconnects the same way, and a watchdog
@@ -98,6 +101,8 @@ class BitvavoSource(CandleSource):
         self._emitted_ts: int | None = None  # open time of the last candle handed to the engine (the cursor)
         self._forming: Candle | None = None  # latest update of the bar the stream is building
         self._need_fill = True  # the next streamed bar is the first of a connection: fill the gap before it
+        self._catch_up_requested = False  # a reconnect: fetch every closed bar from REST now
+        self._checked_end = 0  # REST confirmed every bar opening before this (queued, or no trades)
         self._market: MarketInfo | None = None
         self._market_restored = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -366,6 +371,7 @@ class BitvavoSource(CandleSource):
                 continue
             self.connected = True
             self._need_fill = True
+            self._catch_up_requested = dropped_at is not None
             self.counts["connections"] += 1
             self._last_message = time.monotonic()
             if dropped_at is not None:
@@ -440,33 +446,32 @@ class BitvavoSource(CandleSource):
                 self._log_limited("late", logging.WARNING, "%s update of already closed bar ts=%d skipped "
                                   "(duplicate or late, %d so far)", self.symbol, candle.ts, self.counts["late_updates"])
             return
-        if self._need_fill:
-            self._need_fill = False
-            forming = self._forming
-            if forming is not None and forming.ts == candle.ts:
-                self._forming = candle
-                return
-            self._forming = None  # its final state was not seen: REST supplies it
-            async with self._fill_lock:
-                await self._fill_before(candle.ts)
-            if self._tail_ts is not None and candle.ts <= self._tail_ts:
-                self.counts["late_updates"] += 1
-                return
-            self._forming = candle
-            return
         forming = self._forming
-        if forming is None or candle.ts == forming.ts:
+        if forming is not None and candle.ts == forming.ts:
             self._forming = candle
-        elif candle.ts > forming.ts:
-            self._enqueue(forming)
-            self.counts["stream_closed_candles"] += 1
-            self._forming = candle
-            self.breaker.record_success()
-        else:
+            self._need_fill = False
+            return
+        if forming is not None and candle.ts < forming.ts:
             self.counts["out_of_order_updates"] += 1
             self._log_limited("out_of_order", logging.WARNING,
                               "%s out-of-order stream update skipped: ts=%d while bar %d is forming",
                               self.symbol, candle.ts, forming.ts)
+            return
+        # a newer bar: every earlier one has ended on the exchange
+        if forming is not None and not self._need_fill:
+            self._enqueue(forming)  # its last update carries its final values
+            self.counts["stream_closed_candles"] += 1
+            self.breaker.record_success()
+        # after a reconnect the forming bar's final state was not seen, and bars the stream skipped (a stall, a
+        # drop) are only on REST: fill every bar between the last queued one and this one
+        self._need_fill = False
+        self._forming = None
+        async with self._fill_lock:
+            await self._fill_before(candle.ts)
+        if self._tail_ts is not None and candle.ts <= self._tail_ts:
+            self.counts["late_updates"] += 1
+            return
+        self._forming = candle
 
     async def _fill_before(self, ts: int) -> None:
         """Queue every REST candle between the last queued one and ``ts`` (a bar the stream shows: all earlier
@@ -478,52 +483,67 @@ class BitvavoSource(CandleSource):
         candles = await self._retry("gap-fill", lambda: self.rest.candles_range(
             self.symbol, self.interval, self.interval_ms, tail + self.interval_ms, ts))
         added = sum(1 for candle in candles if self._enqueue(candle))
+        self._checked_end = max(self._checked_end, ts)
         self.counts["gap_filled_candles"] += added
         missing = (ts - tail) // self.interval_ms - 1 - added
         log.info("%s gap-fill from REST: %d candles between ts=%d and ts=%d in %.3f s%s", self.symbol, added,
                  tail, ts, time.monotonic() - started,
                  f" ({missing} intervals without trades stay gaps)" if missing > 0 else "")
 
-    # --- time-based close (quiet markets) -----------------------------------------------------------------
+    # --- catch-up from REST (after a reconnect, and in quiet markets) -------------------------------------
+    def _next_open_ms(self) -> int | None:
+        """Open time of the first bar not yet queued nor confirmed absent by REST (None before any candle)."""
+        tail = self._tail_ts
+        if tail is None:
+            return self._forming.ts if self._forming is not None else None
+        return max(tail + self.interval_ms, self._checked_end)
+
+    def _catch_up_due(self) -> bool:
+        if self._catch_up_requested:
+            return True
+        if time.monotonic() - self._last_candle_message < _QUIET_S:
+            return False  # the stream is talking: it closes bars itself
+        next_open = self._next_open_ms()
+        return next_open is not None and self.clock.now_ms() >= next_open + self.interval_ms + self.grace_ms
+
     async def _closer_loop(self) -> None:
-        period = _CLOSE_CHECK_S
+        """The quiet-market timer: whenever a bar may have closed that the stream did not close (no trade since,
+        a stall, a reconnect), ask REST for every bar closed after the last one queued."""
         retry_s = max(1.0, self.settings.candle_close_grace_seconds)
         while not self._closed:
-            await asyncio.sleep(period)
-            forming = self._forming  # also while disconnected or before a new connection's first bar: REST works
-            if forming is None:
+            await asyncio.sleep(_CLOSE_CHECK_S)  # also while disconnected: REST works
+            if time.monotonic() < self._next_close_attempt or not self._catch_up_due():
                 continue
-            now = time.monotonic()
-            if now - self._last_candle_message < _QUIET_S or now < self._next_close_attempt:
-                continue
-            if self.clock.now_ms() < forming.ts + self.interval_ms + self.grace_ms:
-                continue
-            self._next_close_attempt = now + retry_s
             async with self._fill_lock:
-                if self._forming is forming:
-                    await self._close_by_time(forming)
+                if not await self._catch_up():
+                    self._next_close_attempt = time.monotonic() + retry_s
 
-    async def _close_by_time(self, forming: Candle) -> None:
-        due = forming.ts + self.interval_ms + self.grace_ms
+    async def _catch_up(self) -> bool:
+        """Queue every bar with ``ts + interval + grace <= exchange now`` after the last queued one, whether or
+        not the stream has shown a newer bar. False when REST failed (tried again later)."""
         try:
             server_now = await self.rest.sync_time()
-            if server_now < due:
-                return
-            tail = self._tail_ts
-            first = tail + self.interval_ms if tail is not None else forming.ts
-            candles = await self.rest.candles_range(self.symbol, self.interval, self.interval_ms, first,
-                                                    forming.ts + self.interval_ms)
+            closed_end = server_now - self.grace_ms
+            end = closed_end - closed_end % self.interval_ms  # bars opening before this have closed (+ grace)
+            first = self._next_open_ms()
+            if first is None:
+                first = end - self.interval_ms
+            candles = (await self.rest.candles_range(self.symbol, self.interval, self.interval_ms, first, end)
+                       if first < end else [])
         except RestError as exc:
             self.counts["rest_failures"] += 1
             self.breaker.record_failure(str(exc))
-            log.warning("%s REST confirmation of bar ts=%d failed: %s", self.symbol, forming.ts, exc)
-            return
+            log.warning("%s REST catch-up after ts=%s failed: %s", self.symbol, self._tail_ts, exc)
+            return False
         self.breaker.record_success()
-        for candle in candles:
-            if candle.ts + self.interval_ms + self.grace_ms <= server_now and self._enqueue(candle):
-                self.counts["rest_closed_candles"] += 1
-        if self._tail_ts is not None and self._tail_ts >= forming.ts:
-            log.debug("%s bar ts=%d closed by time and confirmed by REST", self.symbol, forming.ts)
+        self._catch_up_requested = False
+        added = sum(1 for candle in candles if candle.ts < end and self._enqueue(candle))
+        self._checked_end = max(self._checked_end, end)
+        self.counts["rest_closed_candles"] += added
+        if added:
+            log.debug("%s %d bar(s) closed by time and fetched from REST, last ts=%s", self.symbol, added,
+                      self._tail_ts)
+        return True
 
     # --- clock --------------------------------------------------------------------------------------------
     async def _clock_loop(self) -> None:
