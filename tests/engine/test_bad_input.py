@@ -109,8 +109,13 @@ def test_a_misaligned_file_exits_2_naming_alignment(tmp_path: Path, capsys: pyte
     path = _file(tmp_path, HEADER + "".join(format_candle(c) for c in candles))
     code, out, err = _run(capsys, "--source", "replay", "--replay-file", path, "--state-dir", str(tmp_path / "s"))
     assert code == 2
-    lines = [line for line in err.splitlines() if "every one of the 60 candles was rejected" in line]
-    assert len(lines) == 1 and "misaligned" in lines[0] and "interval's boundaries" in lines[0]
+    first = candles[0].ts
+    lines = [line for line in err.splitlines() if line.startswith("papertrader run:")]
+    assert lines == [
+        "papertrader run: every candle was rejected: 60 of 60 candles were rejected, 60 of them by rule misaligned "
+        f"(first: timestamp {first} not aligned to the 60000 ms interval (7000 ms past a boundary)); timestamps "
+        "must be candle open times on 60000 ms boundaries: shift them back by the offset (a file of close times "
+        "is one interval late, less 1 ms) or check CANDLE_INTERVAL"]
     assert json.loads(out.strip().splitlines()[-1])["dominant_rejection"] == "misaligned"
 
 
@@ -121,11 +126,15 @@ def test_a_partly_bad_file_trades_and_names_its_dominant_rejection(tmp_path: Pat
     code, out, err = _run(capsys, "--source", "replay", "--replay-file", _file(tmp_path, HEADER + "".join(rows)),
                           "--state-dir", str(tmp_path / "s"))
     summary = json.loads(out.strip().splitlines()[-1])
+    first = candles[50].ts + 5_000
     assert [line for line in err.splitlines() if "candles were rejected" in line] == [
-        "papertrader run: 10 of 200 candles were rejected, mostly by rule misaligned (see the 'candle rejected' "
-        "log lines)"]
+        "papertrader run: 10 of 200 candles were rejected, 10 of them by rule misaligned (first: timestamp "
+        f"{first} not aligned to the 60000 ms interval (5000 ms past a boundary)); timestamps must be candle open "
+        "times on 60000 ms boundaries: shift them back by the offset (a file of close times is one interval late, "
+        "less 1 ms) or check CANDLE_INTERVAL (see the 'candle rejected' log lines)"]
     assert code == 0 and summary["candles"] == 190 and summary["rejected_candles"] == 10
     assert summary["dominant_rejection"] == "misaligned"
+    assert summary["rejection_note"].startswith("10 of 200 candles were rejected, 10 of them by rule misaligned")
 
 
 def test_train_names_the_rule_that_rejected_every_candle(tmp_path: Path,
@@ -136,4 +145,29 @@ def test_train_names_the_rule_that_rejected_every_candle(tmp_path: Path,
     path = _file(tmp_path, HEADER + "".join(format_candle(c) for c in candles))
     code = train(["--data", path, "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
-    assert code == 2 and "all 60 rejected, mostly by rule misaligned" in err
+    assert code == 2 and "60 of 60 candles were rejected, 60 of them by rule misaligned" in err
+    assert "7000 ms past a boundary" in err and "shift them back by the offset" in err
+
+
+def test_a_live_source_warns_once_when_one_rule_takes_a_high_share(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Live candles never end in a summary: the engine says it once, as it happens, naming rule, count, example."""
+    from papertrader.config import load_settings
+    from papertrader.engine.pipeline import Engine
+    from papertrader.ledger.store import LedgerStore
+    from papertrader.strategy.registry import create_strategy
+
+    settings = load_settings({"source": "bitvavo", "state_dir": str(tmp_path / "s")})
+    engine = Engine(settings, create_strategy(settings), LedgerStore(tmp_path / "state.db"))
+    engine.restore()
+    candles = synthetic_candles(300)
+    with caplog.at_level("WARNING", logger="papertrader"):
+        for i, candle in enumerate(candles):
+            engine.process(candle._replace(ts=candle.ts + 3_000) if i % 10 == 9 else candle)
+    engine.finish()
+    warnings = [r.getMessage() for r in caplog.records if "candles were rejected" in r.getMessage()]
+    assert warnings == [f"BTC-EUR: 5 of 50 candles were rejected, 5 of them by rule misaligned (first: timestamp "
+                        f"{candles[9].ts + 3_000} not aligned to the 60000 ms interval (3000 ms past a boundary)); "
+                        "timestamps must be candle open times on 60000 ms boundaries: shift them back by the offset "
+                        "(a file of close times is one interval late, less 1 ms) or check CANDLE_INTERVAL"]
+    assert engine.summary()["rejected_candles"] == 30

@@ -71,7 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-REJECTED_SHARE_WARNING = 0.02  # a run that lost more than this share of its candles says so once
 
 
 def _settings_from(args: argparse.Namespace) -> Any:
@@ -83,6 +82,7 @@ def _settings_from(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from papertrader.engine.runner import WorkerRunner, format_summary, summary_path
+    from papertrader.quality import REJECTED_SHARE_WARNING
 
     settings = _settings_from(args)
     runner = WorkerRunner(settings)
@@ -90,16 +90,11 @@ def _run(args: argparse.Namespace) -> int:
     summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(format_summary(summary, settings.state_dir), flush=True)
     if summary["candles"] == 0 and summary["rejected_candles"] > 0 and settings.source == "replay":
-        reason = summary.get("dominant_rejection")
-        hint = (" (timestamps are not on the interval's boundaries: shift them to open times, or check "
-                "CANDLE_INTERVAL)" if reason == "misaligned" else "")
-        print(f"papertrader run: every one of the {summary['rejected_candles']} candles was rejected, "
-              f"mostly by rule {reason}{hint}", file=sys.stderr, flush=True)
+        print(f"papertrader run: every candle was rejected: {summary['rejection_note']}", file=sys.stderr, flush=True)
         return 2
     rejected, total = summary["rejected_candles"], summary["rejected_candles"] + summary["candles"]
     if total and rejected / total > REJECTED_SHARE_WARNING:
-        print(f"papertrader run: {rejected} of {total} candles were rejected, mostly by rule "
-              f"{summary.get('dominant_rejection')} (see the 'candle rejected' log lines)", file=sys.stderr,
+        print(f"papertrader run: {summary['rejection_note']} (see the 'candle rejected' log lines)", file=sys.stderr,
               flush=True)
     return 0
 

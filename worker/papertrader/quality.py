@@ -32,6 +32,7 @@ DUPLICATE = CandleVerdict("duplicate", ("identical duplicate of the previous can
 #: rejects the candle or only marks it suspect.
 CustomCheck = Callable[[Candle], str | None]
 
+REJECTED_SHARE_WARNING = 0.02  # a run that lost more than this share of its candles says so once
 _REFRESH = 20  # candles between recomputations of the rolling median and median absolute deviation
 _MIN_RETURNS_FOR_OUTLIERS = 30
 _MAD_TO_SIGMA = 1.4826
@@ -52,6 +53,7 @@ class QualityCounters:
     gaps: int = 0
     missing_candles: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)  # the first rejection message of each rule
 
 
 class DataQualityGate:
@@ -97,8 +99,10 @@ class DataQualityGate:
             return OK
         if not (0.0 < l <= h < math.inf and 0.0 <= v < math.inf and l <= o <= h and l <= c <= h):
             return self._reject(*_diagnose(item))
-        if ts % self.interval_ms:
-            return self._reject(f"timestamp {ts} not aligned to the {self.interval_ms} ms interval", "misaligned")
+        offset = ts % self.interval_ms
+        if offset:
+            return self._reject(f"timestamp {ts} not aligned to the {self.interval_ms} ms interval "
+                                f"({offset} ms past a boundary)", "misaligned")
         last = self._last
         missing = 0
         verdict = OK
@@ -154,6 +158,8 @@ class DataQualityGate:
         counters = self.counters
         counters.rejected += 1
         counters.reasons[reason] = counters.reasons.get(reason, 0) + 1
+        if reason not in counters.examples:
+            counters.examples[reason] = message
         self._push(code, missing)
         return CandleVerdict("rejected", (message,))
 
@@ -238,6 +244,25 @@ class DataQualityGate:
     @property
     def last_accepted(self) -> Candle | None:
         return self._last
+
+
+def dominant_rejection(reasons: dict[str, int]) -> str | None:
+    """The rule that rejected the most candles (None when nothing was rejected)."""
+    return max(reasons, key=reasons.__getitem__) if reasons else None
+
+
+def describe_rejections(counters: QualityCounters, total: int, interval_ms: int) -> str:
+    """One line: how many of ``total`` candles were rejected, the dominant rule, its count and an example, and for
+    misaligned timestamps the offset found and what to do."""
+    reason = dominant_rejection(counters.reasons)
+    if reason is None:
+        return f"none of the {total} candles was rejected"
+    line = (f"{counters.rejected} of {total} candles were rejected, {counters.reasons[reason]} of them by rule "
+            f"{reason} (first: {counters.examples.get(reason, 'no example kept')})")
+    if reason == "misaligned":
+        line += (f"; timestamps must be candle open times on {interval_ms} ms boundaries: shift them back by the "
+                 "offset (a file of close times is one interval late, less 1 ms) or check CANDLE_INTERVAL")
+    return line
 
 
 def _diagnose(candle: Candle) -> tuple[str, str]:

@@ -31,7 +31,8 @@ from papertrader.ledger.portfolio import Portfolio
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import BadRow, format_candle
-from papertrader.quality import DUPLICATE, DataQualityGate
+from papertrader.quality import (DUPLICATE, REJECTED_SHARE_WARNING, DataQualityGate, describe_rejections,
+                                  dominant_rejection)
 from papertrader.risk.exits import ExitRules
 from papertrader.risk.manager import MINUTE_MS, RiskLimits, RiskManager
 from papertrader.risk.sizing import position_fraction
@@ -40,6 +41,7 @@ from papertrader.strategy.base import PositionView, Strategy
 log = logging.getLogger("papertrader.engine")
 
 _LOGGED_REJECTIONS = 20  # rejections logged one by one; after that, every 1000th
+_MIN_CANDLES_FOR_SHARE_WARNING = 50  # the rejected share is judged once this many candles were checked
 
 
 @dataclass(slots=True)
@@ -70,6 +72,8 @@ class Engine:
         self.recorder = recorder
         self.gate = DataQualityGate(settings.interval_ms, settings.quality_window, settings.quality_outlier_z,
                                     settings.quality_reject_z, settings.enable_data_quality_checks)
+        # a live source never ends, so it says a high rejected share once as it happens (a finite run at its end)
+        self._rejected_share_warned = settings.source != "bitvavo"
         self.features = FeatureEngine(strategy.required_features())
         self.warmup = (settings.warmup_candles if settings.warmup_candles is not None
                        else strategy.warmup_candles(self.features.lookback))
@@ -232,8 +236,19 @@ class Engine:
         if rejected <= _LOGGED_REJECTIONS or rejected % 1000 == 0:
             suffix = " (further rejections are logged every 1000th)" if rejected == _LOGGED_REJECTIONS else ""
             log.warning("%s candle rejected (%d so far): %s%s", self.symbol, rejected, reason, suffix)
+        self._warn_on_rejected_share()
         for listener in self.listeners:
             listener.on_candle(item, verdict)  # type: ignore[arg-type]
+
+    def _warn_on_rejected_share(self) -> None:
+        """Once per live run: a WARNING when more than REJECTED_SHARE_WARNING of the candles so far were rejected."""
+        counters = self.gate.counters
+        total = counters.accepted + counters.rejected
+        if (self._rejected_share_warned or total < _MIN_CANDLES_FOR_SHARE_WARNING
+                or counters.rejected <= REJECTED_SHARE_WARNING * total):
+            return
+        self._rejected_share_warned = True
+        log.warning("%s: %s", self.symbol, describe_rejections(counters, total, self.gate.interval_ms))
 
     def _execute_pending(self, candle: Candle) -> bool:
         broker = self.broker
@@ -423,7 +438,9 @@ class Engine:
             "fees_paid": float(portfolio.fees),
             "realized_pnl": float(portfolio.realized_pnl),
             "rejected_candles": counters.rejected,
-            "dominant_rejection": max(counters.reasons, key=counters.reasons.__getitem__) if counters.reasons else None,
+            "dominant_rejection": dominant_rejection(counters.reasons),
+            "rejection_note": (describe_rejections(counters, self.accepted + counters.rejected, self.gate.interval_ms)
+                               if counters.rejected else None),
             "duplicates_ignored": counters.duplicates_ignored,
             "gaps": counters.gaps,
             "missing_candles": counters.missing_candles,

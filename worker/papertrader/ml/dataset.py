@@ -27,7 +27,7 @@ import numpy as np
 from papertrader.features import FeatureEngine
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import CandleFileError, CandleFileReader
-from papertrader.quality import DUPLICATE, DataQualityGate
+from papertrader.quality import DUPLICATE, DataQualityGate, describe_rejections
 
 
 class DatasetError(ValueError):
@@ -42,6 +42,7 @@ class CandleSet:
     files: list[dict[str, object]]  # path, sha256, rows
     rejected: int
     reasons: dict[str, int] = field(default_factory=dict)  # rejected candles per gate rule
+    rejection_note: str | None = None  # the gate's one-line account of the rejections (rule, count, example)
 
     @property
     def time_range(self) -> tuple[int, int]:
@@ -84,7 +85,9 @@ def load_candles(paths: Sequence[Path | str], interval_ms: int, gate_settings: d
         if rows == 0:
             raise CandleFileError(f"{path}: line 2: no candle rows after the header")
         files.append({"path": str(path), "name": path.name, "sha256": file_sha256(path), "rows": rows})
-    return CandleSet(candles, files, gate.counters.rejected, dict(gate.counters.reasons))
+    counters = gate.counters
+    note = describe_rejections(counters, counters.accepted + counters.rejected, interval_ms) if counters.rejected else None
+    return CandleSet(candles, files, counters.rejected, dict(counters.reasons), note)
 
 
 def feature_matrix(candles: Sequence[Candle], names: Sequence[str]) -> tuple[np.ndarray, int]:

@@ -103,8 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_candles is not None:
         data.candles = data.candles[-args.max_candles:]
     if not data.candles:
-        why = (f": all {data.rejected} rejected, mostly by rule {max(data.reasons, key=data.reasons.__getitem__)}"
-               if data.reasons else "")
+        why = f": {data.rejection_note}" if data.rejection_note else ""
         print(f"papertrader train: no usable candles in {', '.join(map(str, args.data))}{why}", file=sys.stderr)
         return EXIT_INPUT
 
