@@ -116,9 +116,9 @@ class Worker:
                 except ValueError:
                     return response.status, text
 
-    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+    async def post(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         async with aiohttp.ClientSession() as session:
-            async with session.post(self.http + path, json=body,
+            async with session.post(self.http + path, json=body, headers=headers,
                                     timeout=aiohttp.ClientTimeout(total=5)) as response:
                 return response.status, await response.json(content_type=None)
 

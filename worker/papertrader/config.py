@@ -206,6 +206,10 @@ class Settings(BaseSettings):
     error_aggregation_seconds: float = Field(60, ge=0, description="identical errors within this window "
                                              "become one message with a count")
     telegram_bot_token_file: Path | None = Field(None, description="file holding the token (mounted Secret)")
+    control_token: SecretStr | None = Field(None, description="bearer token that POST /control/* must present; "
+                                            "unset (and no CONTROL_TOKEN_FILE): control is open")
+    control_token_file: Path | None = Field(None, description="file holding the control token (the operator "
+                                            "mounts the trader's <trader>-control Secret); wins over CONTROL_TOKEN")
     telegram_poll_commands: bool = True
     telegram_max_retries: int = Field(5, ge=0)
     ws_client_queue_size: int = Field(256, ge=1, description="messages queued per WebSocket client before it "

@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from papertrader.observability.control_auth import ControlCredential
+
 if TYPE_CHECKING:
     from papertrader.observability.wiring import Observability
 
 log = logging.getLogger("papertrader.http")
+CONTROL_PREFIX = "/control/"  # every path under it needs the control credential when one is configured
 CONTROL_SCOPES = ("manual", "portfolio")  # portfolio: set and lifted by the operator only
 
 MAX_CONTROL_BODY = 4096
@@ -44,23 +47,27 @@ class HttpError(Exception):
 
 
 class Response:
-    __slots__ = ("status", "body", "content_type")
+    __slots__ = ("status", "body", "content_type", "headers")
 
-    def __init__(self, status: int, body: bytes, content_type: str = JSON) -> None:
-        self.status, self.body, self.content_type = status, body, content_type
+    def __init__(self, status: int, body: bytes, content_type: str = JSON,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.status, self.body, self.content_type, self.headers = status, body, content_type, headers
 
     @classmethod
-    def json(cls, data: Any, status: int = 200) -> Response:
-        return cls(status, json.dumps(data, default=str).encode())
+    def json(cls, data: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+        return cls(status, json.dumps(data, default=str).encode(), headers=headers)
 
 
 class HttpServer:
     """``GET /healthz /readyz /health /metrics /report``, ``POST /control/halt /control/resume``."""
 
-    def __init__(self, obs: Observability, host: str, port: int, state_dir: Path | None = None) -> None:
+    def __init__(self, obs: Observability, host: str, port: int, state_dir: Path | None = None, *,
+                 credential: ControlCredential | None = None) -> None:
         self.obs = obs
         self.host, self.port = host, port
         self.state_dir = state_dir
+        self.credential = credential or ControlCredential()
+        self._refused_control = 0
         self._report_lock = asyncio.Lock()  # one report at a time: it runs in a thread next to the engine
         self.bound_port: int | None = None
         self._server: asyncio.Server | None = None
@@ -103,7 +110,10 @@ class HttpServer:
                 if request is None:
                     return
                 method, path, headers, body = request
-                response = await self._dispatch(method, path, body)
+                if path.startswith(CONTROL_PREFIX) and not self.credential.allows(headers.get("authorization")):
+                    response = self._refuse_control(method, path, writer)
+                else:
+                    response = await self._dispatch(method, path, body)
                 keep_alive = headers.get("connection", "").lower() != "close"
                 await self._write(writer, response, keep_alive)
                 if not keep_alive:
@@ -173,10 +183,22 @@ class HttpServer:
             log.exception("http handler %s %s failed", method, path)
             return Response.json({"error": "internal error"}, 500)
 
+    def _refuse_control(self, method: str, path: str, writer: asyncio.StreamWriter) -> Response:
+        """401 for a control request without the credential; logged (the first 20, then every 100th)."""
+        self._refused_control += 1
+        count = self._refused_control
+        if count <= 20 or count % 100 == 0:
+            peer = writer.get_extra_info("peername")
+            log.warning("refused %s %s from %s: no valid control credential (%d refused so far)", method, path,
+                        peer[0] if peer else "?", count)
+        return Response.json({"error": "control needs the trader's credential: Authorization: Bearer <token>"}, 401,
+                             headers=(("WWW-Authenticate", 'Bearer realm="papertrader-control"'),))
+
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, response: Response, keep_alive: bool) -> None:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers)
         head = (f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}\r\n"
-                f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
+                f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n{extra}"
                 f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
         writer.write(head.encode("latin-1") + response.body)
         await writer.drain()

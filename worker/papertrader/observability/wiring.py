@@ -19,6 +19,7 @@ from papertrader.events import BaseListener
 from papertrader.feed.ws import WsFeed
 from papertrader.notify.telegram import Notifier, NotifyListener, read_token
 from papertrader.observability.health import HealthMonitor
+from papertrader.observability.control_auth import ControlCredential
 from papertrader.observability.http import HttpServer
 from papertrader.observability.metrics import (ErrorCounter, ErrorLogHandler, MetricsListener, build_registry,
                                                observe_exchange_request)
@@ -61,7 +62,8 @@ class Observability:
             missing = "TELEGRAM_BOT_TOKEN" if not token else "TELEGRAM_CHAT_ID"
             log.info("telegram notifications off: %s not set", missing)
         self.feed: WsFeed | None = WsFeed(self, settings.http_host, settings.ws_port)
-        self.http = HttpServer(self, settings.http_host, settings.http_port, settings.state_dir)
+        self.http = HttpServer(self, settings.http_host, settings.http_port, settings.state_dir,
+                               credential=control_credential(settings))
         self.performance = PerformanceMonitor(self) if settings.enable_performance_monitoring else None
         self.registry = build_registry(self)
         self.error_handler = ErrorLogHandler(self.errors, self._on_logged_error)
@@ -287,6 +289,16 @@ class Observability:
             ready = "ready" if report["ready"] else "not ready: " + "; ".join(report["not_ready"])
             return f"{self.symbol} health {report['score']:.1f} {report['level']}, {ready}\n" + "\n".join(lines)
         return "unknown command"
+
+
+def control_credential(settings: Settings) -> ControlCredential:
+    """The control endpoints' credential from CONTROL_TOKEN_FILE / CONTROL_TOKEN; says once when there is none."""
+    token = settings.control_token.get_secret_value() if settings.control_token is not None else None
+    credential = ControlCredential(token, settings.control_token_file)
+    if not credential.required:
+        log.warning("control endpoints (POST /control/halt, /control/resume) take no credential: set "
+                    "CONTROL_TOKEN or CONTROL_TOKEN_FILE (in a cluster the operator does)")
+    return credential
 
 
 async def start_observability(runner: WorkerRunner) -> None:
