@@ -84,14 +84,34 @@ def _args(spec: dict[str, Any], symbol: str) -> list[str]:
     return args
 
 
+def control_secret_name(trader: str) -> str:
+    """`<trader>-control`: the Secret holding the trader's control credential (key `token`)."""
+    return f"{trader}-control"
+
+
+def render_control_secret(trader: dict[str, Any], token: str) -> dict[str, Any]:
+    """The trader's control credential: mounted into each of its workers, presented by the operator."""
+    meta = trader["metadata"]
+    metadata: dict[str, Any] = {
+        "name": control_secret_name(meta["name"]),
+        "labels": {s.LABEL_INSTANCE: meta["name"], s.LABEL_MANAGED_BY: s.MANAGED_BY},
+        "ownerReferences": [owner_reference(trader)],
+    }
+    if meta.get("namespace"):
+        metadata["namespace"] = meta["namespace"]
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
+            "stringData": {s.CONTROL_SECRET_KEY: token}}
+
+
 def _env(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": "CONTROL_TOKEN_FILE", "value": f"{s.CONTROL_DIR}/{s.CONTROL_SECRET_KEY}"}]
     telegram = spec.get("telegram")
-    if not telegram:
-        return []
-    return [
-        {"name": env_name, "valueFrom": {"secretKeyRef": {"name": telegram["secretName"], "key": telegram[key]}}}
-        for env_name, key in (("TELEGRAM_BOT_TOKEN", "tokenKey"), ("TELEGRAM_CHAT_ID", "chatIdKey"))
-    ]
+    if telegram:
+        env += [
+            {"name": env_name, "valueFrom": {"secretKeyRef": {"name": telegram["secretName"], "key": telegram[key]}}}
+            for env_name, key in (("TELEGRAM_BOT_TOKEN", "tokenKey"), ("TELEGRAM_CHAT_ID", "chatIdKey"))
+        ]
+    return env
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -129,11 +149,14 @@ def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": meta["name"]}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": "control", "secret": {"secretName": control_secret_name(trader["metadata"]["name"]),
+                                       "defaultMode": 0o440}},  # group-readable: fsGroup is the worker's
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "state", "mountPath": s.STATE_DIR},
         {"name": "config", "mountPath": s.CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "control", "mountPath": s.CONTROL_DIR, "readOnly": True},
     ]
     model = spec["strategy"].get("model") or {}
     if model.get("claimName"):
@@ -151,7 +174,7 @@ def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str
         "imagePullPolicy": spec["imagePullPolicy"],
         "command": ["papertrader"],
         "args": _args(spec, symbol),
-        **({"env": env} if (env := _env(spec)) else {}),  # the API server drops an empty list: no drift
+        "env": _env(spec),  # never empty (the API server would drop an empty list: drift)
         "ports": [{"name": "http", "containerPort": s.HTTP_PORT, "protocol": "TCP"},
                   {"name": "ws", "containerPort": s.WS_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", 10, 3),

@@ -51,11 +51,19 @@ class HealthClient:
         metrics.HEALTH_POLLS.labels(result="ok").inc()
         return document if isinstance(document, dict) else None
 
-    async def control(self, base_url: str, action: str, reason: str, scope: str = "manual") -> bool:
-        """POST `/control/halt` or `/control/resume` of one halt `scope`; True when the worker accepted it."""
+    async def control(self, base_url: str, action: str, reason: str, scope: str = "manual", *,
+                      token: str) -> bool:
+        """POST `/control/halt` or `/control/resume` of one halt `scope`, presenting the trader's control `token`;
+        True when the worker accepted it."""
         body = {"reason": reason, "scope": scope}
+        headers = {"Authorization": f"Bearer {token}"}
         try:
-            async with self._get_session().post(f"{base_url}/control/{action}", json=body) as response:
+            async with self._get_session().post(f"{base_url}/control/{action}", json=body,
+                                                 headers=headers) as response:
+                if response.status == 401:
+                    logger.warning("control/%s on %s refused: the worker does not accept the trader's control "
+                                   "credential (Secret rotated or mounted late?)", action, base_url)
+                    metrics.ERRORS.labels(kind="worker_control").inc()
                 return response.status < 300
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             logger.warning("control/%s on %s failed: %s", action, base_url, exc)

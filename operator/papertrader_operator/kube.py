@@ -29,6 +29,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 KINDS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("/api/v1", "configmaps"),
     "Service": ("/api/v1", "services"),
+    "Secret": ("/api/v1", "secrets"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),

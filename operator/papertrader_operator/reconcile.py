@@ -16,6 +16,7 @@ from typing import Any
 from papertrader_operator import metrics, risk
 from papertrader_operator import settings as s
 from papertrader_operator.children import CHILD_KINDS, child_name, render_symbol
+from papertrader_operator.control_tokens import ControlTokenError, ControlTokens
 from papertrader_operator.events import post_event
 from papertrader_operator.drift import drifted_fields, merge_patch_diff, needs_recreate, repair_patch
 from papertrader_operator.health_client import HealthClient, worker_url
@@ -117,6 +118,7 @@ class Runtime:
         self.config = config
         self.kube = kube
         self.health = HealthClient(config.health_timeout)
+        self.tokens = ControlTokens(kube)
         self.http = metrics.OperatorHttp(config.http_host, config.http_port,
                                          stale_after=max(60.0, 4 * config.resync_interval))
         self.traders: dict[TraderKey, dict[str, Any]] = {}
@@ -183,6 +185,7 @@ class Runtime:
             for store in (self.desired, self.statuses, self.invalid, self._due, self._locks):
                 store.pop(key, None)
             self._requested.discard(key)
+            self.tokens.forget(*key)
             for store in (self.pods, self.last_seen):
                 for item in [k for k in store if k[0] == key[0] and k[1].startswith(f"{key[1]}-")]:
                     del store[item]
@@ -308,12 +311,14 @@ class Runtime:
         self.desired[key] = desired
         outcome = Outcome(generation=generation, paused=bool(spec["paused"]), observations=[])
         try:
+            await self.tokens.token(trader)  # the workers mount its Secret: it must exist before they start
             results = await asyncio.gather(*[self._converge_symbol(desired, namespace, child_name(name, symbol))
                                              for symbol in spec["symbols"]])
             outcome.changes = [change for result in results for change in result]
             outcome.changes += await self._delete_unwanted(key, desired)
-        except ApiError as exc:
-            outcome.error = f"API error while converging children: {exc}"
+        except (ApiError, ControlTokenError) as exc:
+            what = "API error while converging children" if isinstance(exc, ApiError) else "control credential"
+            outcome.error = f"{what}: {exc}"
             await self._write_status(trader, outcome)
             await post_event(self.kube, trader, "Warning", "ReconcileFailed", outcome.error)
             raise
@@ -449,7 +454,9 @@ class Runtime:
     async def _control(self, trader: dict[str, Any], outcome: Outcome, action: str, reason: str) -> None:
         """Send the portfolio halt/resume to every reachable worker whose reported portfolio halt differs."""
         halted = action == "halt"
-        await asyncio.gather(*[self.health.control(self._url(trader, obs), action, reason, scope=risk.SCOPE)
+        token = await self.tokens.token(trader)
+        await asyncio.gather(*[self.health.control(self._url(trader, obs), action, reason, scope=risk.SCOPE,
+                                                   token=token)
                                for obs in outcome.observations
                                if obs.health and risk.portfolio_halted(obs.health) != halted])
 

@@ -25,6 +25,8 @@ STATE_DIR = "/var/lib/papertrader"
 CONFIG_DIR = "/etc/papertrader"
 CONFIG_FILE = "config.yaml"
 MODEL_DIR = "/models"
+CONTROL_DIR = "/var/run/secrets/papertrader/control"  # the trader's control credential, mounted read-only
+CONTROL_SECRET_KEY = "token"
 WORKER_UID = 10001
 
 DEFAULT_IMAGE = "ghcr.io/papertrader/papertrader:0.1.0"

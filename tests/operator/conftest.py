@@ -4,6 +4,7 @@ fake worker fleet serving `/health` and `/control/*` on 127.0.0.1 (see shared/re
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import datetime
 import json
@@ -28,6 +29,7 @@ RESOURCES = {
     "StatefulSet": "apps/v1/statefulsets",
     "Service": "v1/services",
     "ConfigMap": "v1/configmaps",
+    "Secret": "v1/secrets",
     "Pod": "v1/pods",
     "Event": "v1/events",
     "PaperTrader": PT_RESOURCE,
@@ -72,6 +74,10 @@ def apply_defaults(plural: str, body: dict[str, Any], created: bool) -> None:
     """Some of the defaults the API server fills into StatefulSets and Services it stores.
 
     On a merge patch (`created` false) only inside lists, which a patch replaces whole (the containers)."""
+    if plural == "secrets" and created and body.get("stringData"):  # write-only: stored base64 in `data`
+        data = body.setdefault("data", {})
+        for key, value in body.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
     spec = body.get("spec")
     if not isinstance(spec, dict):
         return
@@ -248,6 +254,7 @@ class FakeWorkers:
     def __init__(self) -> None:
         self.healths: dict[str, dict[str, Any]] = {}
         self.controls: list[tuple[str, str, dict[str, Any]]] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each control request
         self.health_reads = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -283,6 +290,7 @@ class FakeWorkers:
         name, action = request.match_info["name"], request.match_info["action"]
         body = await request.json()
         self.controls.append((name, action, body))
+        self.authorizations.append(request.headers.get("Authorization"))
         if name in self.healths:  # like the worker: halts by scope; lifting one leaves the others
             halts = self.healths[name]["halts"]
             if action == "halt":

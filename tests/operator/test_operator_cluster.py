@@ -61,8 +61,9 @@ async def test_steady_fleet_patches_no_child_and_no_status(telegram: bool, clust
     await eventually(lambda: children_of(cluster, WORKLOADS))
     await eventually(lambda: len(((cluster.get("PaperTrader", "demo") or {}).get("status") or {})
                                  .get("symbols") or []) == 3 and workers.health_reads >= 3 * 3)
-    env = cluster.get("StatefulSet", "demo-btc-eur")["spec"]["template"]["spec"]["containers"][0].get("env")
-    assert (env is not None) is telegram  # stored without an empty env list, as the API server does
+    env = cluster.get("StatefulSet", "demo-btc-eur")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [item["name"] for item in env] == ["CONTROL_TOKEN_FILE"] + (
+        ["TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"] if telegram else [])
     await asyncio.sleep(0.5)  # let the first passes settle
     counts = cluster.mock.counts
     before = dict(counts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import aiohttp
@@ -64,8 +65,16 @@ async def test_create_renders_contract_children_and_status(cluster: Cluster, wor
     claim = sts["volumeClaimTemplates"][0]
     assert claim["metadata"]["name"] == "state"
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
-    assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]} == {
+    assert {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") or e["value"] for e in container["env"]} == {
+        "CONTROL_TOKEN_FILE": "/var/run/secrets/papertrader/control/token",
         "TELEGRAM_BOT_TOKEN": {"name": "tg", "key": "token"}, "TELEGRAM_CHAT_ID": {"name": "tg", "key": "chatId"}}
+    # the trader's control credential: a Secret of its own, owned by it, mounted read-only into every worker
+    secret = cluster.get("Secret", "demo-control")
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32
+    assert {"name": "control", "mountPath": "/var/run/secrets/papertrader/control", "readOnly": True} in \
+        container["volumeMounts"]
+    assert {"name": "control", "secret": {"secretName": "demo-control", "defaultMode": 0o440}} in pod["volumes"]
 
     config = cluster.get("ConfigMap", "demo-btc-eur")["data"]["config.yaml"]
     assert "SYMBOL: BTC-EUR" in config and "INITIAL_CAPITAL: 10000" in config and "TAKE_PROFIT_PCT: 0.015" in config
@@ -189,6 +198,9 @@ async def test_portfolio_drawdown_halts_entries(cluster: Cluster, workers: FakeW
     await cluster.patch("PaperTrader", "demo", {"spec": {"risk": {"maxDrawdownPct": 0.2}}})
     await eventually(lambda: condition(cluster.get("PaperTrader", "demo"), "RiskHalted")["status"] == "False")
     await eventually(lambda: any(action == "resume" for _, action, _ in workers.controls))
+    # every halt and resume presented the trader's control credential, read from its Secret
+    token = base64.b64decode(cluster.get("Secret", "demo-control")["data"]["token"]).decode()
+    assert workers.authorizations and set(workers.authorizations) == {f"Bearer {token}"}
 
 
 async def test_paused_scales_to_zero_keeping_state(cluster: Cluster, start_operator: OperatorFactory) -> None:
@@ -296,3 +308,24 @@ async def test_cli_process_reconciles_and_stops_cleanly(cluster: Cluster) -> Non
         output, _ = await asyncio.to_thread(proc.communicate, timeout=30)
     assert proc.returncode == 0, output[-2000:]
     assert '"message": "papertrader operator started' in output  # structured (JSON) logs
+
+
+async def test_an_existing_control_secret_is_kept_and_a_broken_one_reported(cluster: Cluster, workers: FakeWorkers,
+                                                                            start_operator: OperatorFactory) -> None:
+    """The credential outlives operator restarts (it is read back, never replaced); a Secret without a usable
+    token stops the reconcile with a clear status message and Event instead of opening control."""
+    for name, token in (("kept", base64.b64encode(b"preset-token").decode()), ("broken", None)):
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-control", "namespace": "default"},
+                "data": {"token": token} if token else {"other": "eA=="}}
+        await cluster.mock.post("/api/v1/namespaces/default/secrets", json=body)
+    workers.report("kept-btc-eur", equity="8000.00", drawdown_pct=20.0)
+    await start_operator()
+    await cluster.apply("kept", {"symbols": ["BTC-EUR"], "source": "synthetic", "risk": {"maxDrawdownPct": 0.1}})
+    await cluster.apply("broken", {"symbols": ["BTC-EUR"], "source": "synthetic"})
+    await eventually(lambda: any(name == "kept-btc-eur" and action == "halt" for name, action, _ in workers.controls))
+    assert set(workers.authorizations) == {"Bearer preset-token"}
+    assert base64.b64decode(cluster.get("Secret", "kept-control")["data"]["token"]) == b"preset-token"
+    event = await eventually(lambda: next((e for e in cluster.events("ReconcileFailed")
+                                           if e["involvedObject"]["name"] == "broken"), None))
+    assert "Secret default/broken-control has no usable key 'token'" in event["message"]
+    assert cluster.get("StatefulSet", "broken-btc-eur") is None  # no worker started with an unusable credential
