@@ -82,3 +82,27 @@ def test_an_unreadable_or_empty_token_file_refuses_every_request(tmp_path: Path,
     os.unlink(good)
     assert not credential.allows("Bearer t")  # the Secret went away: refused again
     assert ControlCredential().allows(None)  # nothing configured (a laptop run): open, as documented
+
+
+async def test_the_operators_client_halts_a_real_worker_only_with_the_token(tmp_path: Path) -> None:
+    """The operator's own HTTP client against a real worker: the portfolio halt goes through with the trader's
+    token and is refused (False, the halt not set) with any other."""
+    from papertrader_operator.health_client import HealthClient
+
+    token_file = tmp_path / "token"
+    token_file.write_text("trader-token", encoding="utf-8")
+    source = ScriptedSource()
+    source.release(50)
+    worker = await Worker(settings_for(tmp_path / "w", CONTROL_TOKEN_FILE=str(token_file)), source).start()
+    client = HealthClient(timeout=5)
+    try:
+        await wait_for(lambda: worker.runner.engine.items >= 50)
+        assert not await client.control(worker.http, "halt", "drawdown", scope="portfolio", token="guess")
+        assert not worker.runner.engine.risk.state.halts
+        assert await client.control(worker.http, "halt", "drawdown", scope="portfolio", token="trader-token")
+        assert worker.runner.engine.risk.state.halts == {"portfolio": "drawdown"}
+        assert await client.control(worker.http, "resume", "lifted", scope="portfolio", token="trader-token")
+        assert not worker.runner.engine.risk.state.halts
+    finally:
+        await client.close()
+        await worker.stop()
