@@ -44,6 +44,9 @@ RUN_FLAGS: dict[str, str] = {
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for flag, name in RUN_FLAGS.items():
         parser.add_argument(flag, dest=name, default=None, help=f"(env {name.upper()})")
+    parser.add_argument("--reset-state", dest="reset_state", action="store_const", const=True, default=None,
+                        help="archive a state directory made with other settings or input and start afresh "
+                             "(env RESET_STATE)")
     parser.add_argument("--config", default=os.environ.get("CONFIG_FILE"),
                         help="YAML file of SETTING: value (env CONFIG_FILE)")
     parser.add_argument("--env-file", default=os.environ.get("ENV_FILE"), help=".env file (env ENV_FILE)")
@@ -77,7 +80,7 @@ REJECTED_SHARE_WARNING = 0.02  # a run that lost more than this share of its can
 def _settings_from(args: argparse.Namespace) -> Any:
     from papertrader.config import load_settings
 
-    flags = {name: getattr(args, name) for name in RUN_FLAGS.values()}
+    flags = {name: getattr(args, name) for name in (*RUN_FLAGS.values(), "reset_state")}
     return load_settings(flags, config_file=args.config, env_file=args.env_file)
 
 

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     speed: str = Field("max", description="max | realtime | <factor> (e.g. 60 = 60x real time)")
     max_candles: int | None = Field(None, ge=1)
     state_dir: Path = Path("./paper_trader")
+    reset_state: bool = Field(False, description="when the state directory holds a run made with other "
+                              "result-deciding settings or input, archive it to STATE_DIR/archive/<UTC time>/ and "
+                              "start afresh instead of refusing to start")
     strategy: str = "sma-cross"
     model: Path | None = Field(None, description="model directory for the ml strategy")
     seed: int = 42

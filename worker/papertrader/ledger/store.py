@@ -7,7 +7,8 @@ Tables:
 - ``events``: orders rejected, candles rejected, halts and other things that happened (append-only).
 - ``prices``: the close of every accepted candle, one row per committed batch (packed arrays, append-only), so
   that reports can show prices, buy-and-hold and per-candle equity without the input file.
-- ``meta`` also keeps ``settings``: the masked effective settings of the latest start (what produced the run).
+- ``meta`` also keeps ``settings``: the masked effective settings of the latest start (what produced the run),
+  and ``fingerprint``: the settings and input that decide results (:mod:`papertrader.ledger.fingerprint`).
 - ``checkpoint``: one row: candles consumed, the source cursor, the engine's in-memory state, and the byte sizes
   of the CSV logs that match this checkpoint.
 
@@ -90,6 +91,19 @@ class LedgerStore:
         """Keep the (masked) effective settings of this start with the ledger, for reports."""
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)",
                         (json.dumps(settings, sort_keys=True, default=str),))
+
+    def stored_fingerprint(self) -> dict[str, str] | None:
+        """The results fingerprint of the run this directory holds (None before the first start)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record_fingerprint(self, fingerprint: dict[str, str]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)",
+                        (json.dumps(fingerprint, sort_keys=True),))
+
+    def has_checkpoint(self) -> bool:
+        """True once a batch was committed (the run has results to protect)."""
+        return self.db.execute("SELECT 1 FROM checkpoint WHERE id = 1").fetchone() is not None
 
     # --- checkpoint ------------------------------------------------------------------------------------------
     def load_checkpoint(self) -> dict[str, Any] | None:

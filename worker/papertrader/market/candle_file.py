@@ -3,6 +3,8 @@ the ledger's crash-safe :class:`~papertrader.ledger.csv_logs.CsvLog`)."""
 
 from __future__ import annotations
 
+import os
+import stat
 from itertools import islice, repeat
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -24,11 +26,25 @@ class BadRow(NamedTuple):
     reason: str
 
 
+def require_regular_file(path: Path) -> None:
+    """Raise :class:`CandleFileError` (one line) unless ``path`` is a readable regular file: a named pipe or device
+    cannot be hashed, resumed by byte offset or read twice, so it is refused rather than half-consumed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise CandleFileError(f"{path}: cannot open ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise CandleFileError(f"{path}: not a regular file (a named pipe or device?); candle input must be a "
+                              "regular file, which is hashed and resumed by byte offset: copy the stream to a file "
+                              "first")
+
+
 class CandleFileReader:
     """Streams candles from a candle CSV without loading it whole. Resumable through :meth:`cursor`."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        require_regular_file(self.path)
         try:
             self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
