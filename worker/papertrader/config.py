@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     quality_window: int = Field(100, ge=10)
     quality_outlier_z: float = Field(8.0, gt=0, description="robust z above which a candle is suspect")
     quality_reject_z: float = Field(200.0, gt=0, description="robust z above which a candle is rejected")
+    quality_max_gap_days: float = Field(30, gt=0, description="a candle this many days after the last accepted one "
+                                        "is rejected as a timestamp typo unless the next candle confirms the jump")
     enable_data_quality_checks: bool = True
 
     # --- features and caching ----------------------------------------------------------------------------

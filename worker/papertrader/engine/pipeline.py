@@ -31,7 +31,7 @@ from papertrader.ledger.portfolio import Portfolio
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import BadRow, format_candle
-from papertrader.quality import DUPLICATE, DataQualityGate
+from papertrader.quality import DUPLICATE, MAX_TS_MS, MIN_TS_MS, DataQualityGate
 from papertrader.risk.exits import ExitRules
 from papertrader.risk.manager import MINUTE_MS, RiskLimits, RiskManager
 from papertrader.risk.sizing import position_fraction
@@ -69,7 +69,8 @@ class Engine:
         self.listeners: list[EngineListener] = listeners if listeners is not None else []
         self.recorder = recorder
         self.gate = DataQualityGate(settings.interval_ms, settings.quality_window, settings.quality_outlier_z,
-                                    settings.quality_reject_z, settings.enable_data_quality_checks)
+                                    settings.quality_reject_z, settings.enable_data_quality_checks,
+                                    int(settings.quality_max_gap_days * 86_400_000))
         self.features = FeatureEngine(strategy.required_features())
         self.warmup = (settings.warmup_candles if settings.warmup_candles is not None
                        else strategy.warmup_candles(self.features.lookback))
@@ -227,6 +228,8 @@ class Engine:
     def _on_rejected(self, item: Candle | BadRow, verdict: CandleVerdict) -> None:
         reason = verdict.reasons[0]
         ts = item.ts if type(item) is Candle else None  # type: ignore[union-attr]
+        if ts is not None and not MIN_TS_MS <= ts < MAX_TS_MS:
+            ts = None  # the event keeps the message; the column is int64
         self._events.append((ts, "candle_rejected", reason))
         rejected = self.gate.counters.rejected
         if rejected <= _LOGGED_REJECTIONS or rejected % 1000 == 0:

@@ -30,7 +30,7 @@ from papertrader.ledger.lock import LOCK_NAME, StateDirLock
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.logs import PERFORMANCE_LOGGER, setup_logging
 from papertrader.ledger.csv_logs import CsvLog
-from papertrader.market.candle_file import HEADER
+from papertrader.market.candle_file import HEADER, CandleFileError
 from papertrader.market.sources.base import CandleSource
 from papertrader.resilience import BreakerRegistry, BreakerState, CircuitBreaker
 from papertrader.strategy import create_strategy
@@ -317,6 +317,9 @@ class WorkerRunner:
                 for item in batch:
                     process(item)
             uncommitted += len(batch)
+            if engine.gate.interval_conflict is not None and not source.live:
+                raise CandleFileError(f"{settings.replay_file or settings.source}: {engine.gate.interval_conflict}; "
+                                      "split the input by interval or set CANDLE_INTERVAL")
             now = time.monotonic()
             if (source.live or paced or uncommitted >= settings.commit_every_candles
                     or now - last_commit >= settings.commit_interval_seconds):

@@ -28,7 +28,7 @@ RESULT_SETTINGS = (
     "emergency_stop_pct", "min_hold_time_minutes", "max_hold_hours", "position_cooldown_minutes",
     "max_daily_trades_per_symbol", "max_daily_loss_pct", "max_drawdown_pct", "fee_taker", "fee_maker", "fee_side",
     "slippage_pct", "tick_size", "quantity_decimals", "quote_decimals", "min_order_quote", "min_order_base",
-    "exchange_market_rules", "quality_window", "quality_outlier_z", "quality_reject_z",
+    "exchange_market_rules", "quality_window", "quality_outlier_z", "quality_reject_z", "quality_max_gap_days",
     "enable_data_quality_checks", "portfolio_snapshot_every",
 )
 #: the fingerprint's entry for the input data (not a setting: the replay file's content or the live market)
