@@ -106,6 +106,7 @@ class Engine:
         self._events: list[tuple[int | None, str, str]] = []
         self._price_ts: array[int] = array("q")  # accepted candles since the last commit (for reports)
         self._price_close: array[float] = array("d")
+        self._control_seq = 0  # id of the last control request (ledger ``control`` table) applied
         state_dir = settings.state_dir
         self.trades_log = CsvLog(state_dir / "logs" / "trades.csv", TRADES_HEADER)
         self.portfolio_log = CsvLog(state_dir / "logs" / "portfolio.csv", PORTFOLIO_HEADER)
@@ -137,6 +138,7 @@ class Engine:
                     f"{self.portfolio.cash} and lots {[lot.id for lot in self.portfolio.lots]}"
                 )
             sizes = checkpoint["file_sizes"]
+        self._replay_control()
         symbol = self.symbol
         self.trades_log.open(sizes.get("trades"), lambda: (
             trade_row(symbol, *row) for row in self.store.fill_rows()))
@@ -329,20 +331,41 @@ class Engine:
             self._snapshot(candle)
 
     # --- control -----------------------------------------------------------------------------------------------
-    def halt_entries(self, reason: str, kind: str = "manual") -> None:
-        """Stop opening positions (open ones are still managed). Kinds: ``manual``, ``data_breaker``, ..."""
+    def halt_entries(self, reason: str, kind: str = "manual", durable: bool = False) -> None:
+        """Stop opening positions (open ones are still managed). Kinds: ``manual``, ``data_breaker``, ...
+
+        ``durable``: a user's request (HTTP, Telegram): it is committed to the ledger before this returns and
+        replayed after a restart, so an acknowledged halt survives a crash."""
         if self.risk.state.halts.get(kind) == reason:
             return
+        if durable:
+            self._persist_control("halt", kind, reason)
         self.risk.halt(kind, reason)
         log.warning("%s entries halted (%s): %s", self.symbol, kind, reason)
         self._events.append((self.last_candle.ts if self.last_candle else None, "halt", f"{kind}: {reason}"))
 
-    def resume_entries(self, kind: str = "manual") -> None:
+    def resume_entries(self, kind: str = "manual", durable: bool = False) -> None:
+        """Lift the ``kind`` halt (``manual`` also lifts the drawdown halt); ``durable`` as for :meth:`halt_entries`."""
         if kind not in self.risk.state.halts and not (kind == "manual" and "drawdown" in self.risk.state.halts):
             return
+        if durable:
+            self._persist_control("resume", kind, "")
         self.risk.resume(kind)
         log.info("%s entries resumed (%s)", self.symbol, kind)
         self._events.append((self.last_candle.ts if self.last_candle else None, "resume", kind))
+
+    def _persist_control(self, action: str, kind: str, reason: str) -> None:
+        ts = self.last_candle.ts if self.last_candle else None
+        self._control_seq = self.store.append_control(ts, action, kind, reason)
+
+    def _replay_control(self) -> None:
+        """Apply the control requests committed after the checkpoint (a halt acknowledged just before a crash)."""
+        for control_id, action, kind, reason in self.store.control_after(self._control_seq):
+            if action == "halt":
+                self.halt_entries(reason, kind)
+            else:
+                self.resume_entries(kind)
+            self._control_seq = control_id
 
     # --- durability --------------------------------------------------------------------------------------------
     def commit(self, cursor: dict[str, Any]) -> float:
@@ -383,6 +406,7 @@ class Engine:
             "last_snapshot_ts": self.last_snapshot_ts,
             "entries_blocked": self.entries_blocked,
             "orders_rejected": self.orders_rejected,
+            "control_seq": self._control_seq,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -400,6 +424,7 @@ class Engine:
         self.last_snapshot_ts = state["last_snapshot_ts"]
         self.entries_blocked = state["entries_blocked"]
         self.orders_rejected = state["orders_rejected"]
+        self._control_seq = state.get("control_seq", 0)
 
     # --- reporting -----------------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -5,6 +5,9 @@ Tables:
 - ``fills``: every executed paper order, in order (append-only).
 - ``marks``: every portfolio row (equity mark), in order (append-only).
 - ``events``: orders rejected, candles rejected, halts and other things that happened (append-only).
+- ``control``: halt/resume requests (HTTP, Telegram), each committed on its own before it is acknowledged, so
+  none is lost by a crash; the checkpoint's engine state names the last one it includes, later ones are replayed
+  on start.
 - ``prices``: the close of every accepted candle, one row per committed batch (packed arrays, append-only), so
   that reports can show prices, buy-and-hold and per-candle equity without the input file.
 - ``meta`` also keeps ``settings``: the masked effective settings of the latest start (what produced the run),
@@ -44,6 +47,8 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, ts INTEGER, kind TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS prices (
     id INTEGER PRIMARY KEY, ts BLOB NOT NULL, close BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS control (
+    id INTEGER PRIMARY KEY, ts INTEGER, action TEXT NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1), items INTEGER NOT NULL, last_ts INTEGER, cursor TEXT NOT NULL,
     engine_state TEXT NOT NULL, file_sizes TEXT NOT NULL);
@@ -104,6 +109,18 @@ class LedgerStore:
     def has_checkpoint(self) -> bool:
         """True once a batch was committed (the run has results to protect)."""
         return self.db.execute("SELECT 1 FROM checkpoint WHERE id = 1").fetchone() is not None
+
+    # --- control ----------------------------------------------------------------------------------------------
+    def append_control(self, ts: int | None, action: str, kind: str, reason: str) -> int:
+        """Commit one halt/resume request now (its own transaction, outside any batch); returns its id."""
+        cursor = self.db.execute("INSERT INTO control (ts, action, kind, reason) VALUES (?, ?, ?, ?)",
+                                 (ts, action, kind, reason))
+        return int(cursor.lastrowid or 0)
+
+    def control_after(self, last_id: int) -> list[tuple[int, str, str, str]]:
+        """Control requests with an id above ``last_id``, in order: (id, action, kind, reason)."""
+        return self.db.execute("SELECT id, action, kind, reason FROM control WHERE id > ? ORDER BY id",
+                               (last_id,)).fetchall()
 
     # --- checkpoint ------------------------------------------------------------------------------------------
     def load_checkpoint(self) -> dict[str, Any] | None:
