@@ -9,6 +9,7 @@ Configuration problems exit 2 with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import errno
 import asyncio
 import importlib
 import json
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: OSErrors that mean "the state directory's storage failed" (one line, exit 2, instead of a traceback)
+_STORAGE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+
 REJECTED_SHARE_WARNING = 0.02  # a run that lost more than this share of its candles says so once
 
 
@@ -85,12 +89,25 @@ def _settings_from(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from papertrader.engine.runner import WorkerRunner, format_summary, summary_path
+    from papertrader.ledger.store import LedgerError
 
     settings = _settings_from(args)
-    runner = WorkerRunner(settings)
-    summary = asyncio.run(runner.run())
-    summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    try:
+        runner = WorkerRunner(settings)
+        summary = asyncio.run(runner.run())
+        summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    except sqlite3.DatabaseError as exc:  # garbage pages, a truncated file, storage failing at the last commit
+        raise LedgerError(f"{settings.state_dir / 'state.db'}: the ledger is damaged or cannot be written ({exc}); "
+                          "restore it from a backup, free disk space, or use another --state-dir") from None
+    except OSError as exc:  # the state directory turned read-only or full under the worker
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        where = exc.filename or settings.state_dir
+        raise LedgerError(f"{where}: {exc.strerror or exc}; the state directory must be writable and have free "
+                          "space") from None
     print(format_summary(summary, settings.state_dir), flush=True)
     if summary["candles"] == 0 and summary["rejected_candles"] > 0 and settings.source == "replay":
         reason = summary.get("dominant_rejection")

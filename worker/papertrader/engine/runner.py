@@ -146,9 +146,10 @@ def _identity(settings: Settings) -> dict[str, str]:
 
 
 def _resume_problem(store: LedgerStore, settings: Settings, fingerprint: dict[str, str]) -> str | None:
-    """Why this start may not continue the stored run, or None. Without RESET_STATE an identity mismatch raises
-    its own message (which names the setting) at once."""
+    """Why this start may not continue the stored run, or None. Without RESET_STATE a ledger behind its last
+    commit (lost WAL) or an identity mismatch raises its own message at once."""
     try:
+        store.check_not_behind()
         store.check_identity(_identity(settings))
     except LedgerError as exc:
         if not settings.reset_state:

@@ -18,11 +18,16 @@ Tables:
 Cash and open lots are derived from ``fills`` (:meth:`LedgerStore.derive_portfolio`) and checked against the
 checkpoint on every start. Everything a batch produced is written in one transaction together with the new
 checkpoint, so a crash leaves either the whole batch or none of it.
+
+``state.db-commits`` (next to the database) holds the item count of the last commit, written after each commit:
+a ledger whose checkpoint is behind it lost committed batches (its ``-wal`` was deleted, or an older copy was put
+back), which :meth:`LedgerStore.check_not_behind` refuses instead of silently resuming from an older state.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from array import array
 from collections.abc import Iterable
@@ -66,6 +71,8 @@ class LedgerStore:
         self.path = path
         self._commits_since_checkpoint = 0
         self._closed = False
+        self._marker_path = path.with_name(path.name + "-commits")
+        self._marker_fd: int | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -184,6 +191,33 @@ class LedgerStore:
                 db.execute("ROLLBACK")
             raise
         self._commits_since_checkpoint += 1
+        self._write_marker(checkpoint["items"])
+
+    # --- commit marker -----------------------------------------------------------------------------------
+    def _write_marker(self, items: int) -> None:
+        """Record the committed item count outside the database (a marker that lags behind is harmless)."""
+        try:
+            if self._marker_fd is None:
+                self._marker_fd = os.open(self._marker_path, os.O_RDWR | os.O_CREAT, 0o644)
+            os.pwrite(self._marker_fd, f"{items:020d}\n".encode("ascii"), 0)
+        except OSError:
+            pass
+
+    def check_not_behind(self) -> None:
+        """Raise :class:`LedgerError` when the checkpoint is older than the last commit this directory saw."""
+        try:
+            text = self._marker_path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return
+        if not text.isdigit():
+            return
+        row = self.db.execute("SELECT items FROM checkpoint WHERE id = 1").fetchone()
+        have = row[0] if row else 0
+        if have < int(text):
+            state = f"its checkpoint is at {have} items" if row else "it has no checkpoint"
+            raise LedgerError(f"{self.path} is behind the last commit ({state}, the worker had committed "
+                              f"{int(text)}): its -wal file was lost or an older copy was restored; restore the "
+                              "complete ledger, or pass --reset-state to archive this run and start afresh")
 
     def checkpoint_if_due(self, every_commits: int = 200) -> None:
         """Copy the WAL back into the database file every ``every_commits`` commits (off the decision path)."""
@@ -224,6 +258,9 @@ class LedgerStore:
         if self._closed:
             return
         self._closed = True
+        if self._marker_fd is not None:
+            os.close(self._marker_fd)
+            self._marker_fd = None
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
