@@ -9,6 +9,7 @@ Configuration problems exit 2 with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import errno
 import asyncio
 import importlib
 import json
@@ -44,6 +45,9 @@ RUN_FLAGS: dict[str, str] = {
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for flag, name in RUN_FLAGS.items():
         parser.add_argument(flag, dest=name, default=None, help=f"(env {name.upper()})")
+    parser.add_argument("--reset-state", dest="reset_state", action="store_const", const=True, default=None,
+                        help="archive a state directory made with other settings or input and start afresh "
+                             "(env RESET_STATE)")
     parser.add_argument("--config", default=os.environ.get("CONFIG_FILE"),
                         help="YAML file of SETTING: value (env CONFIG_FILE)")
     parser.add_argument("--env-file", default=os.environ.get("ENV_FILE"), help=".env file (env ENV_FILE)")
@@ -71,23 +75,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: OSErrors that mean "the state directory's storage failed" (one line, exit 2, instead of a traceback)
+_STORAGE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 
 
 def _settings_from(args: argparse.Namespace) -> Any:
     from papertrader.config import load_settings
 
-    flags = {name: getattr(args, name) for name in RUN_FLAGS.values()}
+    flags = {name: getattr(args, name) for name in (*RUN_FLAGS.values(), "reset_state")}
     return load_settings(flags, config_file=args.config, env_file=args.env_file)
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from papertrader.engine.runner import WorkerRunner, format_summary, summary_path
+    from papertrader.ledger.store import LedgerError
     from papertrader.quality import REJECTED_SHARE_WARNING
 
     settings = _settings_from(args)
-    runner = WorkerRunner(settings)
-    summary = asyncio.run(runner.run())
-    summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    try:
+        runner = WorkerRunner(settings)
+        summary = asyncio.run(runner.run())
+        summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    except sqlite3.DatabaseError as exc:  # garbage pages, a truncated file, storage failing at the last commit
+        raise LedgerError(f"{settings.state_dir / 'state.db'}: the ledger is damaged or cannot be written ({exc}); "
+                          "restore it from a backup, free disk space, or use another --state-dir") from None
+    except OSError as exc:  # the state directory turned read-only or full under the worker
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        where = exc.filename or settings.state_dir
+        raise LedgerError(f"{where}: {exc.strerror or exc}; the state directory must be writable and have free "
+                          "space") from None
     print(format_summary(summary, settings.state_dir), flush=True)
     if summary["candles"] == 0 and summary["rejected_candles"] > 0 and settings.source == "replay":
         print(f"papertrader run: every candle was rejected: {summary['rejection_note']}", file=sys.stderr, flush=True)

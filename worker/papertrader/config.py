@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     speed: str = Field("max", description="max | realtime | <factor> (e.g. 60 = 60x real time)")
     max_candles: int | None = Field(None, ge=1)
     state_dir: Path = Path("./paper_trader")
+    reset_state: bool = Field(False, description="when the state directory holds a run made with other "
+                              "result-deciding settings or input, archive it to STATE_DIR/archive/<UTC time>/ and "
+                              "start afresh instead of refusing to start")
     strategy: str = "sma-cross"
     model: Path | None = Field(None, description="model directory for the ml strategy")
     seed: int = 42
@@ -136,6 +139,8 @@ class Settings(BaseSettings):
     quality_window: int = Field(100, ge=10)
     quality_outlier_z: float = Field(8.0, gt=0, description="robust z above which a candle is suspect")
     quality_reject_z: float = Field(200.0, gt=0, description="robust z above which a candle is rejected")
+    quality_max_gap_days: float = Field(30, gt=0, description="a candle this many days after the last accepted one "
+                                        "is rejected as a timestamp typo unless the next candle confirms the jump")
     enable_data_quality_checks: bool = True
 
     # --- features and caching ----------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 """The data-quality gate: every candle gets a verdict before anything else sees it.
 
 Checks, in order: parse errors (from the source), finite positive prices and non-negative volume, OHLC
-consistency (low <= open/close <= high), alignment of the timestamp to the interval, ordering (a repeat of the
-last candle is ignored when identical and rejected when it conflicts; an older timestamp is rejected), gaps
-(counted, never filled), outliers (robust z-score of the log return against the rolling median absolute
+consistency (low <= open/close <= high), a timestamp in the sane range [1970, 2100) and aligned to the interval,
+ordering (a repeat of the last candle is ignored when identical and rejected when it conflicts; an older timestamp
+is rejected), time jumps (a candle more than ``max_gap_ms`` after the last accepted one is rejected as a typo,
+such as year 2482 for 2024, unless the next candle confirms the new time, so one bad timestamp never makes every
+later candle "out of order"), mixed intervals (three consecutive candles spaced by another known interval:
+:attr:`DataQualityGate.interval_conflict` describes them and they are rejected), gaps (counted, never filled),
+outliers (robust z-score of the log return against the rolling median absolute
 deviation: above QUALITY_OUTLIER_Z the candle is suspect but traded; above QUALITY_REJECT_Z it is rejected as a
 bad tick, unless the previous candle was rejected the same way and this one confirms the new level, so a real
 level shift never freezes the feed), and custom checks. Rejected candles never reach features or the strategy.
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from papertrader.events import CandleVerdict
-from papertrader.market.candle import Candle
+from papertrader.market.candle import INTERVAL_MS, Candle
 from papertrader.market.candle_file import BadRow
 
 OK = CandleVerdict("ok")
@@ -36,6 +40,14 @@ REJECTED_SHARE_WARNING = 0.02  # a run that lost more than this share of its can
 _REFRESH = 20  # candles between recomputations of the rolling median and median absolute deviation
 _MIN_RETURNS_FOR_OUTLIERS = 30
 _MAD_TO_SIGMA = 1.4826
+
+#: the sane range of candle open times (UTC ms): [1970-01-01, 2100-01-01); outside it a timestamp is a typo or a
+#: unit error (seconds, microseconds) and could not even be stored as int64 in the worst case
+MIN_TS_MS = 0
+MAX_TS_MS = 4_102_444_800_000
+DEFAULT_MAX_GAP_MS = 30 * 86_400_000
+_INTERVAL_NAMES = {ms: name for name, ms in INTERVAL_MS.items()}
+_MIXED_RUN = 3  # consecutive candles spaced by another interval that make a file "mixed"
 
 # verdict codes kept in the rolling window (_C_EMPTY: a slot not used yet)
 _C_OK, _C_REJECTED, _C_OUTLIER, _C_ORDER, _C_EMPTY = 0, 1, 2, 3, 4
@@ -60,8 +72,13 @@ class DataQualityGate:
     """Judges candles for one symbol and keeps the rolling quality score."""
 
     def __init__(self, interval_ms: int, window: int = 100, outlier_z: float = 8.0, reject_z: float = 30.0,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, max_gap_ms: int = DEFAULT_MAX_GAP_MS) -> None:
         self.interval_ms = interval_ms
+        self.max_gap_ms = max(max_gap_ms, interval_ms)
+        #: set once candles spaced by another interval were seen (a file mixing 1m and 1h rows): what and where
+        self.interval_conflict: str | None = None
+        self._jump_ts = 0  # open time of the last candle rejected as a time jump, until one is accepted
+        self._odd = [0, 0, 0, 0]  # the current run of odd spacing: [first ts, last ts, step, count]
         self.window = window
         self.outlier_z = outlier_z
         self.reject_z = reject_z
@@ -99,10 +116,8 @@ class DataQualityGate:
             return OK
         if not (0.0 < l <= h < math.inf and 0.0 <= v < math.inf and l <= o <= h and l <= c <= h):
             return self._reject(*_diagnose(item))
-        offset = ts % self.interval_ms
-        if offset:
-            return self._reject(f"timestamp {ts} not aligned to the {self.interval_ms} ms interval "
-                                f"({offset} ms past a boundary)", "misaligned")
+        if ts % self.interval_ms or not MIN_TS_MS <= ts < MAX_TS_MS:
+            return self._reject_time(ts)
         last = self._last
         missing = 0
         verdict = OK
@@ -118,7 +133,14 @@ class DataQualityGate:
                     return self._reject(f"conflicting duplicate of candle ts={ts}", "duplicate_conflict", _C_ORDER)
                 return self._reject(f"out of order: ts={ts} after ts={last_ts}", "out_of_order", _C_ORDER)
             if ts - last_ts != self.interval_ms:
-                missing = (ts - last_ts) // self.interval_ms - 1
+                step = ts - last_ts
+                if step > self.max_gap_ms and not self._confirms_jump(ts):
+                    self._jump_ts = ts
+                    return self._reject(f"time jump: ts={ts} is {step / 86_400_000:.1f} days after the last "
+                                        f"candle ts={last_ts} (a typo?)", "time_jump")
+                if self._odd_spacing(ts, step, last_ts):
+                    return self._reject(self.interval_conflict or "", "interval_mismatch", _C_ORDER)
+                missing = step // self.interval_ms - 1
                 counters.gaps += 1
                 counters.missing_candles += missing
             ret = math.log(c / last[4])
@@ -148,6 +170,7 @@ class DataQualityGate:
                 code = _C_OUTLIER
         self._last = item
         self._rejected_close = 0.0
+        self._jump_ts = 0
         counters.accepted += 1
         if verdict is not OK:
             counters.suspect += 1
@@ -162,6 +185,43 @@ class DataQualityGate:
             counters.examples[reason] = message
         self._push(code, missing)
         return CandleVerdict("rejected", (message,))
+
+    # --- time ------------------------------------------------------------------------------------------
+    def _reject_time(self, ts: int) -> CandleVerdict:
+        """A timestamp outside the sane range, or not on the interval's boundaries (maybe a finer interval)."""
+        if not MIN_TS_MS <= ts < MAX_TS_MS:
+            return self._reject(f"timestamp {ts} outside the sane range [{MIN_TS_MS}, {MAX_TS_MS}) (1970-2100 in UTC "
+                                "ms)", "timestamp_out_of_range")
+        last = self._last
+        if last is not None and self._odd_spacing(ts, ts - max(last[0], self._odd[1]), last[0]):
+            return self._reject(self.interval_conflict or "", "interval_mismatch", _C_ORDER)
+        return self._reject(f"timestamp {ts} not aligned to the {self.interval_ms} ms interval "
+                            f"({ts % self.interval_ms} ms past a boundary)", "misaligned")
+
+    def _confirms_jump(self, ts: int) -> bool:
+        """True when the previous candle was rejected as a time jump and this one follows it closely: the
+        market data really moved on (a long outage), so the jump is accepted."""
+        return bool(self._jump_ts) and 0 < ts - self._jump_ts <= self.max_gap_ms
+
+    def _odd_spacing(self, ts: int, step: int, last_ts: int) -> bool:
+        """Track runs of candles spaced by another known interval; True (and :attr:`interval_conflict` set) once
+        :data:`_MIXED_RUN` follow each other. Runs only on gaps and misaligned candles, never on the common path."""
+        if step == self.interval_ms or step not in _INTERVAL_NAMES:
+            self._odd[3] = 0
+            return False
+        odd = self._odd
+        if odd[3] and odd[2] == step and odd[1] >= last_ts:
+            odd[1] = ts
+            odd[3] += 1
+        else:
+            self._odd = odd = [ts - step, ts, step, 1]
+        if odd[3] < _MIXED_RUN:
+            return False
+        if self.interval_conflict is None:
+            expected = _INTERVAL_NAMES.get(self.interval_ms, f"{self.interval_ms} ms")
+            self.interval_conflict = (f"the input mixes candle intervals: candles timestamp_ms {odd[0]} to {ts} are "
+                                      f"{_INTERVAL_NAMES[step]} apart, CANDLE_INTERVAL is {expected}")
+        return True
 
     # --- outliers -----------------------------------------------------------------------------------------
     def _confirms_level_shift(self, close: float) -> bool:
@@ -224,6 +284,7 @@ class DataQualityGate:
             "last": list(self._last) if self._last else None,
             "returns": list(self._returns),
             "median_scale": [self._median, self._scale, self._since_refresh, self._rejected_close],
+            "time": [self._jump_ts, self._odd, self.interval_conflict],
             "codes": self._codes,
             "missing": self._missing,
             "pos": self._pos,
@@ -234,6 +295,8 @@ class DataQualityGate:
         self._last = Candle(*state["last"]) if state["last"] else None
         self._returns = deque(state["returns"])
         self._median, self._scale, self._since_refresh, self._rejected_close = state["median_scale"]
+        self._jump_ts, self._odd, self.interval_conflict = state.get("time", [0, [0, 0, 0, 0], None])
+        self._odd = list(self._odd)
         self._suspect_deviation = self.outlier_z * self._scale
         self._codes = list(state["codes"])
         self._code_counts = [self._codes.count(code) for code in range(5)]

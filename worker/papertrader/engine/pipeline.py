@@ -31,8 +31,8 @@ from papertrader.ledger.portfolio import Portfolio
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import BadRow, format_candle
-from papertrader.quality import (DUPLICATE, REJECTED_SHARE_WARNING, DataQualityGate, describe_rejections,
-                                  dominant_rejection)
+from papertrader.quality import (DUPLICATE, MAX_TS_MS, MIN_TS_MS, REJECTED_SHARE_WARNING, DataQualityGate,
+                                  describe_rejections, dominant_rejection)
 from papertrader.risk.exits import ExitRules
 from papertrader.risk.manager import MINUTE_MS, RiskLimits, RiskManager
 from papertrader.risk.sizing import position_fraction
@@ -71,7 +71,8 @@ class Engine:
         self.listeners: list[EngineListener] = listeners if listeners is not None else []
         self.recorder = recorder
         self.gate = DataQualityGate(settings.interval_ms, settings.quality_window, settings.quality_outlier_z,
-                                    settings.quality_reject_z, settings.enable_data_quality_checks)
+                                    settings.quality_reject_z, settings.enable_data_quality_checks,
+                                    int(settings.quality_max_gap_days * 86_400_000))
         # a live source never ends, so it says a high rejected share once as it happens (a finite run at its end)
         self._rejected_share_warned = settings.source != "bitvavo"
         self.features = FeatureEngine(strategy.required_features())
@@ -109,6 +110,7 @@ class Engine:
         self._events: list[tuple[int | None, str, str]] = []
         self._price_ts: array[int] = array("q")  # accepted candles since the last commit (for reports)
         self._price_close: array[float] = array("d")
+        self._control_seq = 0  # id of the last control request (ledger ``control`` table) applied
         state_dir = settings.state_dir
         self.trades_log = CsvLog(state_dir / "logs" / "trades.csv", TRADES_HEADER)
         self.portfolio_log = CsvLog(state_dir / "logs" / "portfolio.csv", PORTFOLIO_HEADER)
@@ -140,6 +142,7 @@ class Engine:
                     f"{self.portfolio.cash} and lots {[lot.id for lot in self.portfolio.lots]}"
                 )
             sizes = checkpoint["file_sizes"]
+        self._replay_control()
         symbol = self.symbol
         self.trades_log.open(sizes.get("trades"), lambda: (
             trade_row(symbol, *row) for row in self.store.fill_rows()))
@@ -231,6 +234,8 @@ class Engine:
     def _on_rejected(self, item: Candle | BadRow, verdict: CandleVerdict) -> None:
         reason = verdict.reasons[0]
         ts = item.ts if type(item) is Candle else None  # type: ignore[union-attr]
+        if ts is not None and not MIN_TS_MS <= ts < MAX_TS_MS:
+            ts = None  # the event keeps the message; the column is int64
         self._events.append((ts, "candle_rejected", reason))
         rejected = self.gate.counters.rejected
         if rejected <= _LOGGED_REJECTIONS or rejected % 1000 == 0:
@@ -341,20 +346,41 @@ class Engine:
             self._snapshot(candle)
 
     # --- control -----------------------------------------------------------------------------------------------
-    def halt_entries(self, reason: str, kind: str = "manual") -> None:
-        """Stop opening positions (open ones are still managed). Kinds: ``manual``, ``data_breaker``, ..."""
+    def halt_entries(self, reason: str, kind: str = "manual", durable: bool = False) -> None:
+        """Stop opening positions (open ones are still managed). Kinds: ``manual``, ``data_breaker``, ...
+
+        ``durable``: a user's request (HTTP, Telegram): it is committed to the ledger before this returns and
+        replayed after a restart, so an acknowledged halt survives a crash."""
         if self.risk.state.halts.get(kind) == reason:
             return
+        if durable:
+            self._persist_control("halt", kind, reason)
         self.risk.halt(kind, reason)
         log.warning("%s entries halted (%s): %s", self.symbol, kind, reason)
         self._events.append((self.last_candle.ts if self.last_candle else None, "halt", f"{kind}: {reason}"))
 
-    def resume_entries(self, kind: str = "manual") -> None:
+    def resume_entries(self, kind: str = "manual", durable: bool = False) -> None:
+        """Lift the ``kind`` halt (``manual`` also lifts the drawdown halt); ``durable`` as for :meth:`halt_entries`."""
         if kind not in self.risk.state.halts and not (kind == "manual" and "drawdown" in self.risk.state.halts):
             return
+        if durable:
+            self._persist_control("resume", kind, "")
         self.risk.resume(kind)
         log.info("%s entries resumed (%s)", self.symbol, kind)
         self._events.append((self.last_candle.ts if self.last_candle else None, "resume", kind))
+
+    def _persist_control(self, action: str, kind: str, reason: str) -> None:
+        ts = self.last_candle.ts if self.last_candle else None
+        self._control_seq = self.store.append_control(ts, action, kind, reason)
+
+    def _replay_control(self) -> None:
+        """Apply the control requests committed after the checkpoint (a halt acknowledged just before a crash)."""
+        for control_id, action, kind, reason in self.store.control_after(self._control_seq):
+            if action == "halt":
+                self.halt_entries(reason, kind)
+            else:
+                self.resume_entries(kind)
+            self._control_seq = control_id
 
     # --- durability --------------------------------------------------------------------------------------------
     def commit(self, cursor: dict[str, Any]) -> float:
@@ -395,6 +421,7 @@ class Engine:
             "last_snapshot_ts": self.last_snapshot_ts,
             "entries_blocked": self.entries_blocked,
             "orders_rejected": self.orders_rejected,
+            "control_seq": self._control_seq,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -412,6 +439,7 @@ class Engine:
         self.last_snapshot_ts = state["last_snapshot_ts"]
         self.entries_blocked = state["entries_blocked"]
         self.orders_rejected = state["orders_rejected"]
+        self._control_seq = state.get("control_seq", 0)
 
     # --- reporting -----------------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

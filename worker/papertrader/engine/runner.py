@@ -25,10 +25,12 @@ from papertrader.aio import cancel_and_wait
 from papertrader.config import Settings
 from papertrader.engine.pipeline import Engine
 from papertrader.events import EngineListener
+from papertrader.ledger.fingerprint import archive_state, fingerprint_mismatch, results_fingerprint
+from papertrader.ledger.lock import LOCK_NAME, StateDirLock
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.logs import PERFORMANCE_LOGGER, setup_logging
 from papertrader.ledger.csv_logs import CsvLog
-from papertrader.market.candle_file import HEADER
+from papertrader.market.candle_file import HEADER, CandleFileError
 from papertrader.market.sources.base import CandleSource
 from papertrader.resilience import BreakerRegistry, BreakerState, CircuitBreaker
 from papertrader.strategy import create_strategy
@@ -108,6 +110,57 @@ def ensure_writable_state_dir(state_dir: Path) -> None:
                           "volume there or set STATE_DIR") from None
 
 
+def open_ledger(settings: Settings, fingerprint: dict[str, str]) -> tuple[LedgerStore, Path | None]:
+    """The state directory's ledger, bound to this run's identity and results fingerprint.
+
+    A directory whose committed run was made with other settings or input is refused (:class:`LedgerError`
+    naming what differs) or, with ``RESET_STATE``, archived first; then the second value is the archive folder."""
+    path = settings.state_dir / "state.db"
+    store = LedgerStore(path)
+    try:
+        problem = _resume_problem(store, settings, fingerprint)
+        if problem is None:
+            store.record_fingerprint(fingerprint)
+            return store, None
+    except BaseException:
+        store.close()
+        raise
+    store.close()
+    if not settings.reset_state:
+        raise LedgerError(f"state directory {settings.state_dir} holds a run made with other settings: {problem}; "
+                          "start with the original settings, use another --state-dir, or pass --reset-state "
+                          "(RESET_STATE=true) to archive that run and start afresh")
+    archived = archive_state(settings.state_dir, keep=(LOCK_NAME,))
+    store = LedgerStore(path)
+    try:
+        store.check_identity(_identity(settings))
+        store.record_fingerprint(fingerprint)
+    except BaseException:
+        store.close()
+        raise
+    return store, archived
+
+
+def _identity(settings: Settings) -> dict[str, str]:
+    return {"symbol": settings.symbol, "source": settings.source, "strategy": settings.strategy}
+
+
+def _resume_problem(store: LedgerStore, settings: Settings, fingerprint: dict[str, str]) -> str | None:
+    """Why this start may not continue the stored run, or None. Without RESET_STATE a ledger behind its last
+    commit (lost WAL) or an identity mismatch raises its own message at once."""
+    try:
+        store.check_not_behind()
+        store.check_identity(_identity(settings))
+    except LedgerError as exc:
+        if not settings.reset_state:
+            raise
+        return str(exc)
+    stored = store.stored_fingerprint()
+    if stored is None or not store.has_checkpoint():
+        return None
+    return fingerprint_mismatch(stored, fingerprint)
+
+
 class WorkerRunner:
     """Owns one worker's engine, source and services for the duration of ``papertrader run``."""
 
@@ -115,19 +168,34 @@ class WorkerRunner:
         settings = complete_replay_settings(settings)
         self.settings = settings
         ensure_writable_state_dir(settings.state_dir)
-        setup_logging(settings.state_dir / "logs", settings.log_level, settings.log_max_bytes,
-                      settings.log_backup_count, console=console_logs)
-        self.store = LedgerStore(settings.state_dir / "state.db")
+        #: held for the worker's life (released in ``run``): a second worker on this directory exits 2
+        self.lock = StateDirLock(settings.state_dir)
+        self.lock.acquire()
+        try:
+            self.store, archived = open_ledger(settings, results_fingerprint(settings))
+            setup_logging(settings.state_dir / "logs", settings.log_level, settings.log_max_bytes,
+                          settings.log_backup_count, console=console_logs)
+        except BaseException:
+            self.lock.release()
+            raise
+        if archived is not None:
+            log.warning("%s: RESET_STATE: the previous run (other settings or input) was moved to %s; starting "
+                        "afresh", settings.state_dir, archived)
         try:
             self._build(settings, source)
         except BaseException:
-            self.store.close()
+            self.close()
             raise
+
+    def close(self) -> None:
+        """Close the ledger (WAL checkpointed) and release the state directory. Safe to call more than once."""
+        try:
+            self.store.close()
+        finally:
+            self.lock.release()
 
     def _build(self, settings: Settings, source: CandleSource | None) -> None:
         """Everything after the ledger is open; on failure ``__init__`` closes the ledger again."""
-        self.store.check_identity({"symbol": settings.symbol, "source": settings.source,
-                                   "strategy": settings.strategy})
         self.store.record_settings(settings.masked())
         self.strategy = create_strategy(settings)
         self.breakers = build_breakers(settings)
@@ -166,7 +234,7 @@ class WorkerRunner:
         try:
             return await self._run()
         finally:
-            self.store.close()
+            self.close()
 
     async def _run(self) -> dict[str, Any]:
         settings, engine, source = self.settings, self.engine, self.source
@@ -250,6 +318,9 @@ class WorkerRunner:
                 for item in batch:
                     process(item)
             uncommitted += len(batch)
+            if engine.gate.interval_conflict is not None and not source.live:
+                raise CandleFileError(f"{settings.replay_file or settings.source}: {engine.gate.interval_conflict}; "
+                                      "split the input by interval or set CANDLE_INTERVAL")
             now = time.monotonic()
             if (source.live or paced or uncommitted >= settings.commit_every_candles
                     or now - last_commit >= settings.commit_interval_seconds):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ log = logging.getLogger("papertrader.feed")
 SLOW_CLIENT_CLOSE_CODE = 1013
 MAX_CLIENT_MESSAGE_BYTES = 4096
 STATS_INTERVAL_SECONDS = 0.05
+HEARTBEAT_SECONDS = 1.0
 PONG_TEMPLATE = '{"type":"pong","symbol":%s,"time":%.6f,"data":{}}'
 
 
@@ -223,10 +225,12 @@ class FanOut:
                     snapshot_misses=self.state.misses)
 
     async def report_stats(self) -> None:
-        """Send the counters when they change, at most every STATS_INTERVAL_SECONDS."""
+        """Send the counters when they change, at most every STATS_INTERVAL_SECONDS, and at least every
+        HEARTBEAT_SECONDS (the worker's proof that this process is alive, for ``/health``)."""
         self._stats_dirty.set()
         while True:
-            await self._stats_dirty.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stats_dirty.wait(), HEARTBEAT_SECONDS)
             self._stats_dirty.clear()
             self.ipc.write(ipc.encode(ipc.STATS, json.dumps(self.stats()).encode()))
             await asyncio.sleep(STATS_INTERVAL_SECONDS)

@@ -43,6 +43,7 @@ MAX_PENDING_TRADES = 1000
 MAX_FANOUT_BACKLOG_BYTES = 16 * 1024 * 1024
 RESTART_DELAYS_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # by failures in a row
 STOP_TIMEOUT_SECONDS = 5.0
+FANOUT_STALE_SECONDS = 5.0  # no heartbeat (fanout.HEARTBEAT_SECONDS) for this long: /health says not alive
 
 
 def _json_default(value: Any) -> Any:
@@ -117,6 +118,7 @@ class WsFeed(BaseListener):
         self._supervisor: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._stopping = False
+        self._last_frame = time.monotonic()  # when the fan-out process last sent a frame (or was started)
 
     # --- what the fan-out process reports ----------------------------------------------------------------------
     def stat(self, name: str) -> int:
@@ -126,6 +128,14 @@ class WsFeed(BaseListener):
 
     def client_count(self) -> int:
         return self.stat("clients")
+
+    def fanout_status(self) -> dict[str, Any]:
+        """The fan-out process's liveness for ``/health``: alive while it runs and its heartbeat (a stats frame at
+        least every second) is at most FANOUT_STALE_SECONDS old; a stopped (SIGSTOP) or hung process is not."""
+        pid = self.fanout_pid
+        age = time.monotonic() - self._last_frame
+        return {"alive": pid is not None and age <= FANOUT_STALE_SECONDS, "pid": pid,
+                "heartbeat_age_s": round(age, 1), "restarts": self.fanout_restarts}
 
     @property
     def fanout_pid(self) -> int | None:
@@ -193,6 +203,7 @@ class WsFeed(BaseListener):
         finally:
             theirs.close()
         self.fanout_stats, self._snapshots_sent = {}, 0
+        self._last_frame = time.monotonic()
         self._update_forwarding()
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
 
@@ -249,6 +260,7 @@ class WsFeed(BaseListener):
             return await process.wait()
 
     def _on_frame(self, kind: int, payload: bytes) -> None:
+        self._last_frame = time.monotonic()
         if kind == ipc.STATS:
             self.fanout_stats = json.loads(payload)
             self._update_forwarding()

@@ -2,8 +2,9 @@
 
 Rows are buffered and written (and flushed) right before the ledger commit that contains them; the commit records
 each file's byte size. On start a file longer than its recorded size is truncated (rows of a batch whose commit
-never happened: they will be produced again), and a file that is missing or shorter is rebuilt from the database.
-So after any crash the files hold neither duplicates nor half-written rows.
+never happened: they will be produced again), and a file whose content differs from the database in any byte
+(missing, shorter, edited) is rebuilt from it. So after any crash the files hold neither duplicates nor
+half-written rows, and they always say what the ledger says.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from papertrader.events import Fill, PortfolioSnapshot
+from papertrader.ledger.store import LedgerError
 
 log = logging.getLogger("papertrader.ledger")
 
@@ -59,31 +61,48 @@ class CsvLog:
     def open(self, committed_size: int | None, rebuild_rows: Callable[[], Iterable[str]] | None) -> None:
         """Open for appending, first making the file match the last commit (``None``: nothing committed yet).
 
-        ``rebuild_rows`` regenerates the rows when the file is missing or shorter than the commit says; without it
-        (a recording, which the ledger does not hold) such a file is kept as it is."""
+        Rows written after the commit are cut off. With ``rebuild_rows`` (the ledger's rows) the file's content is
+        then compared with the ledger and rewritten from it when it differs in any byte (a lost, shortened or
+        edited file: the ledger is the only truth); without it (a recording, which the ledger does not hold) the
+        file is kept as it is. A rewrite that fails (a full disk) raises :class:`LedgerError` (one line)."""
+        try:
+            self._align(committed_size, rebuild_rows)
+            self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise LedgerError(f"{self.path}: cannot rebuild it from the ledger ({exc.strerror or exc}); free disk "
+                              "space (or make the state directory writable) and start again") from None
+        self._committed_size = self._file.tell()
+
+    def _align(self, committed_size: int | None, rebuild_rows: Callable[[], Iterable[str]] | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         actual = self.path.stat().st_size if self.path.exists() else -1
         if committed_size is None:
             if actual > len(self.header):
                 log.warning("%s exists but this state directory has no record of it: starting it afresh", self.path)
-            self._rewrite([])
-        elif actual > committed_size:
+            self._rewrite(self.header.encode("utf-8"))
+            return
+        if actual > committed_size:
             with open(self.path, "r+b") as handle:
                 handle.truncate(committed_size)
-        elif actual < committed_size and rebuild_rows is not None:
-            self._rewrite(rebuild_rows())
+        if rebuild_rows is not None:
+            expected = (self.header + "".join(rebuild_rows())).encode("utf-8")
+            if actual < 0 or self.path.read_bytes() != expected:
+                self._rewrite(expected)
+                log.warning("%s %s: rebuilt from the ledger", self.path,
+                            "was missing" if actual < 0 else "differed from the ledger (edited, shortened or damaged)")
         elif actual < 0:  # a recording deleted since the last commit: it starts again, with its header
             log.warning("%s was deleted since the last commit: starting it again", self.path)
-            self._rewrite([])
-        self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
-        self._committed_size = self._file.tell()
+            self._rewrite(self.header.encode("utf-8"))
 
-    def _rewrite(self, rows: Iterable[str]) -> None:
+    def _rewrite(self, content: bytes) -> None:
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(self.header)
-            handle.writelines(rows)
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(content)
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def append(self, row: str) -> None:
         self._pending.append(row)

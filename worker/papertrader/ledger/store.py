@@ -5,20 +5,29 @@ Tables:
 - ``fills``: every executed paper order, in order (append-only).
 - ``marks``: every portfolio row (equity mark), in order (append-only).
 - ``events``: orders rejected, candles rejected, halts and other things that happened (append-only).
+- ``control``: halt/resume requests (HTTP, Telegram), each committed on its own before it is acknowledged, so
+  none is lost by a crash; the checkpoint's engine state names the last one it includes, later ones are replayed
+  on start.
 - ``prices``: the close of every accepted candle, one row per committed batch (packed arrays, append-only), so
   that reports can show prices, buy-and-hold and per-candle equity without the input file.
-- ``meta`` also keeps ``settings``: the masked effective settings of the latest start (what produced the run).
+- ``meta`` also keeps ``settings``: the masked effective settings of the latest start (what produced the run),
+  and ``fingerprint``: the settings and input that decide results (:mod:`papertrader.ledger.fingerprint`).
 - ``checkpoint``: one row: candles consumed, the source cursor, the engine's in-memory state, and the byte sizes
   of the CSV logs that match this checkpoint.
 
 Cash and open lots are derived from ``fills`` (:meth:`LedgerStore.derive_portfolio`) and checked against the
 checkpoint on every start. Everything a batch produced is written in one transaction together with the new
 checkpoint, so a crash leaves either the whole batch or none of it.
+
+``state.db-commits`` (next to the database) holds the item count of the last commit, written after each commit:
+a ledger whose checkpoint is behind it lost committed batches (its ``-wal`` was deleted, or an older copy was put
+back), which :meth:`LedgerStore.check_not_behind` refuses instead of silently resuming from an older state.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from array import array
 from collections.abc import Iterable
@@ -43,6 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, ts INTEGER, kind TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS prices (
     id INTEGER PRIMARY KEY, ts BLOB NOT NULL, close BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS control (
+    id INTEGER PRIMARY KEY, ts INTEGER, action TEXT NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1), items INTEGER NOT NULL, last_ts INTEGER, cursor TEXT NOT NULL,
     engine_state TEXT NOT NULL, file_sizes TEXT NOT NULL);
@@ -60,6 +71,8 @@ class LedgerStore:
         self.path = path
         self._commits_since_checkpoint = 0
         self._closed = False
+        self._marker_path = path.with_name(path.name + "-commits")
+        self._marker_fd: int | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -90,6 +103,31 @@ class LedgerStore:
         """Keep the (masked) effective settings of this start with the ledger, for reports."""
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)",
                         (json.dumps(settings, sort_keys=True, default=str),))
+
+    def stored_fingerprint(self) -> dict[str, str] | None:
+        """The results fingerprint of the run this directory holds (None before the first start)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record_fingerprint(self, fingerprint: dict[str, str]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)",
+                        (json.dumps(fingerprint, sort_keys=True),))
+
+    def has_checkpoint(self) -> bool:
+        """True once a batch was committed (the run has results to protect)."""
+        return self.db.execute("SELECT 1 FROM checkpoint WHERE id = 1").fetchone() is not None
+
+    # --- control ----------------------------------------------------------------------------------------------
+    def append_control(self, ts: int | None, action: str, kind: str, reason: str) -> int:
+        """Commit one halt/resume request now (its own transaction, outside any batch); returns its id."""
+        cursor = self.db.execute("INSERT INTO control (ts, action, kind, reason) VALUES (?, ?, ?, ?)",
+                                 (ts, action, kind, reason))
+        return int(cursor.lastrowid or 0)
+
+    def control_after(self, last_id: int) -> list[tuple[int, str, str, str]]:
+        """Control requests with an id above ``last_id``, in order: (id, action, kind, reason)."""
+        return self.db.execute("SELECT id, action, kind, reason FROM control WHERE id > ? ORDER BY id",
+                               (last_id,)).fetchall()
 
     # --- checkpoint ------------------------------------------------------------------------------------------
     def load_checkpoint(self) -> dict[str, Any] | None:
@@ -153,6 +191,33 @@ class LedgerStore:
                 db.execute("ROLLBACK")
             raise
         self._commits_since_checkpoint += 1
+        self._write_marker(checkpoint["items"])
+
+    # --- commit marker -----------------------------------------------------------------------------------
+    def _write_marker(self, items: int) -> None:
+        """Record the committed item count outside the database (a marker that lags behind is harmless)."""
+        try:
+            if self._marker_fd is None:
+                self._marker_fd = os.open(self._marker_path, os.O_RDWR | os.O_CREAT, 0o644)
+            os.pwrite(self._marker_fd, f"{items:020d}\n".encode("ascii"), 0)
+        except OSError:
+            pass
+
+    def check_not_behind(self) -> None:
+        """Raise :class:`LedgerError` when the checkpoint is older than the last commit this directory saw."""
+        try:
+            text = self._marker_path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return
+        if not text.isdigit():
+            return
+        row = self.db.execute("SELECT items FROM checkpoint WHERE id = 1").fetchone()
+        have = row[0] if row else 0
+        if have < int(text):
+            state = f"its checkpoint is at {have} items" if row else "it has no checkpoint"
+            raise LedgerError(f"{self.path} is behind the last commit ({state}, the worker had committed "
+                              f"{int(text)}): its -wal file was lost or an older copy was restored; restore the "
+                              "complete ledger, or pass --reset-state to archive this run and start afresh")
 
     def checkpoint_if_due(self, every_commits: int = 200) -> None:
         """Copy the WAL back into the database file every ``every_commits`` commits (off the decision path)."""
@@ -193,6 +258,9 @@ class LedgerStore:
         if self._closed:
             return
         self._closed = True
+        if self._marker_fd is not None:
+            os.close(self._marker_fd)
+            self._marker_fd = None
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:

@@ -1,9 +1,15 @@
 """Candle files: CSV ``timestamp_ms,open,high,low,close,volume``, read as a stream (``--record`` writes them through
-the ledger's crash-safe :class:`~papertrader.ledger.csv_logs.CsvLog`)."""
+the ledger's crash-safe :class:`~papertrader.ledger.csv_logs.CsvLog`).
+
+Accepted as spreadsheets and other tools write them: a UTF-8 byte-order mark, ``\n``, ``\r\n`` or ``\r``-only line
+endings (the first 1 MiB decides). A line longer than MAX_LINE_BYTES is a rejected row, read past in chunks, so a
+file without line breaks never fills memory."""
 
 from __future__ import annotations
 
-from itertools import islice, repeat
+import os
+import stat
+from itertools import repeat
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -11,6 +17,12 @@ from papertrader.market.candle import Candle
 
 COLUMNS = ("timestamp_ms", "open", "high", "low", "close", "volume")
 HEADER = ",".join(COLUMNS) + "\n"
+
+
+MAX_LINE_BYTES = 4096  # a candle row is under 200 bytes
+_CHUNK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+_OVERLONG = bytes(bytearray(b"\x00overlong"))  # stands for a line that was too long (compared by identity)
 
 
 class CandleFileError(ValueError):
@@ -24,16 +36,118 @@ class BadRow(NamedTuple):
     reason: str
 
 
+def require_regular_file(path: Path) -> None:
+    """Raise :class:`CandleFileError` (one line) unless ``path`` is a readable regular file: a named pipe or device
+    cannot be hashed, resumed by byte offset or read twice, so it is refused rather than half-consumed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise CandleFileError(f"{path}: cannot open ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise CandleFileError(f"{path}: not a regular file (a named pipe or device?); candle input must be a "
+                              "regular file, which is hashed and resumed by byte offset: copy the stream to a file "
+                              "first")
+
+
+class LineReader:
+    """Lines of a binary file, read in 1 MiB chunks: the line separator is detected (``\n``, else ``\r``), lines
+    are returned without it, a line longer than ``max_line`` comes back as a marker (and is skipped in chunks,
+    never held whole), and :meth:`offset` is the byte offset after the last line returned (resumable)."""
+
+    def __init__(self, handle: BinaryIO, max_line: int = MAX_LINE_BYTES) -> None:
+        self._file = handle
+        self._max_line = max_line
+        self._sep: bytes | None = None
+        self._pending: list[bytes] = []
+        self._index = 0
+        self._tail = b""
+        #: byte size (separator included) of pending lines whose size is not ``len(line) + len(sep)``
+        self._sizes: dict[int, int] = {}
+        self._offset = handle.tell()
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    def seek(self, offset: int) -> None:
+        self._file.seek(offset)
+        self._pending, self._index, self._tail, self._sizes = [], 0, b"", {}
+        self._offset = offset
+
+    def read(self, count: int) -> list[bytes]:
+        """Up to ``count`` lines (fewer only at the end of the file)."""
+        out: list[bytes] = []
+        while len(out) < count:
+            if self._index >= len(self._pending) and not self._fill():
+                break
+            start = self._index
+            take = self._pending[start:start + count - len(out)]
+            self._index = start + len(take)
+            out.extend(take)
+            size = sum(map(len, take)) + len(take) * len(self._sep or b"")
+            if self._sizes:
+                for index in range(start, self._index):
+                    if index in self._sizes:
+                        size += self._sizes[index] - len(self._pending[index]) - len(self._sep or b"")
+            self._offset += size
+        return out
+
+    def _fill(self) -> bool:
+        """Load the next lines; False at the end of the file."""
+        chunk = self._file.read(_CHUNK)
+        if self._sep is None:
+            self._sep = b"\n" if b"\n" in chunk or b"\r" not in chunk else b"\r"
+        self._pending, self._index, self._sizes = [], 0, {}
+        if not chunk:
+            if not self._tail:
+                return False
+            self._pending, self._tail = [self._tail], b""  # a last line without a line break
+            self._sizes[0] = len(self._pending[0])
+            return True
+        parts = (self._tail + chunk).split(self._sep)
+        self._tail = parts.pop()
+        if not parts and len(self._tail) > self._max_line:  # (with complete lines before it: at the next fill)
+            self._sizes[0] = self._skip_overlong(len(self._tail))
+            parts, self._tail = [_OVERLONG], b""
+        if parts and max(map(len, parts)) > self._max_line:
+            for index, line in enumerate(parts):
+                if len(line) > self._max_line and line is not _OVERLONG:
+                    parts[index] = _OVERLONG
+                    self._sizes[index] = len(line) + len(self._sep)
+        self._pending = parts
+        return True
+
+    def _skip_overlong(self, already: int) -> int:
+        """Read past the rest of an overlong line (chunk by chunk); returns its size in bytes."""
+        sep = self._sep or b"\n"
+        skipped = already
+        while chunk := self._file.read(_CHUNK):
+            end = chunk.find(sep)
+            if end >= 0:
+                self._file.seek(end + len(sep) - len(chunk), 1)
+                skipped += end + len(sep)
+                break
+            skipped += len(chunk)
+        return skipped
+
+
 class CandleFileReader:
     """Streams candles from a candle CSV without loading it whole. Resumable through :meth:`cursor`."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        require_regular_file(self.path)
         try:
             self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise CandleFileError(f"{self.path}: cannot open ({exc.strerror})") from None
-        header = self._file.readline()
+        self._lines = LineReader(self._file)
+        header_lines = self._lines.read(1)
+        header = header_lines[0].removeprefix(_BOM) if header_lines else b""
+        if header is _OVERLONG or len(header) > MAX_LINE_BYTES:
+            self._file.close()
+            raise CandleFileError(f"{self.path}: line 1: longer than {MAX_LINE_BYTES} bytes, expected header "
+                                  f"{HEADER.strip()}")
         if not header.strip():
             self._file.close()
             raise CandleFileError(f"{self.path}: line 1: empty file, expected header {HEADER.strip()}")
@@ -51,15 +165,15 @@ class CandleFileReader:
 
     def cursor(self) -> dict[str, int]:
         """Where reading resumes: the byte offset and line number after the last row returned."""
-        return {"offset": self._file.tell(), "line": self.line_no}
+        return {"offset": self._lines.offset, "line": self.line_no}
 
     def restore(self, cursor: dict[str, int]) -> None:
-        self._file.seek(int(cursor["offset"]))
+        self._lines.seek(int(cursor["offset"]))
         self.line_no = int(cursor["line"])
 
     def read(self, max_rows: int) -> list[Candle | BadRow]:
         """Up to ``max_rows`` parsed rows (fewer only at the end of the file; [] at the end)."""
-        lines = list(islice(self._file, max_rows))
+        lines = self._lines.read(max_rows)
         first_line = self.line_no + 1
         self.line_no += len(lines)
         if self._native:
@@ -70,6 +184,8 @@ class CandleFileReader:
 
     def _parse_line(self, raw: bytes, line_no: int) -> Candle | BadRow:
         """One row, any column order; a :class:`BadRow` naming the problem when it cannot be parsed."""
+        if raw is _OVERLONG:
+            return BadRow(line_no, f"line longer than {MAX_LINE_BYTES} bytes")
         if not raw.strip():
             return BadRow(line_no, "empty line")
         parts = raw.split(b",")

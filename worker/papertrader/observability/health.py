@@ -372,4 +372,5 @@ class HealthMonitor:
             "halt_reason": "; ".join(f"{kind}: {reason}" for kind, reason in sorted(halts.items())) or None,
             "halts": dict(halts),
             "circuit_breakers": {name: b.state.value for name, b in runner.breakers.breakers.items()},
+            "websocket_fanout": obs.feed.fanout_status() if obs.feed is not None else None,
         }

@@ -4,7 +4,12 @@ control.
 A small HTTP/1.1 server on asyncio streams rather than a web framework: five fixed routes do not need one, and
 leaving aiohttp's server out of the worker saves about 10 MiB of RSS, which matters next to torch's 220 MiB in
 an ML worker. Limits: request line and each header line at most 8 KiB, 100 headers (else 431), a body of at most
-4 KiB (else 413), chunked bodies refused (411); idle keep-alive connections close after 60 s.
+4 KiB (else 413), chunked bodies refused (411), a JSON body nested at most 32 levels deep (else 400); a request's
+line, headers and body must arrive within 10 s of its first byte being awaited (so a slow drip cannot hold a
+connection); idle keep-alive connections close after 60 s. At most 256 connections are open at once: a new one
+beyond that closes the connection that has waited longest for a request (an idle or slow-drip client), so a
+probe is answered at once even under a slowloris of thousands of connections and the worker stays far below
+the default open-file limit of 1024.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from papertrader.aio import cancel_and_wait
 from papertrader.observability.control_auth import ControlCredential
 
 if TYPE_CHECKING:
@@ -34,8 +41,33 @@ MAX_LINE = 8192
 MAX_HEADERS = 100
 IDLE_TIMEOUT = 60.0
 HEADER_TIMEOUT = 10.0
+MAX_CONNECTIONS = 256
+MAX_JSON_DEPTH = 32
 JSON = "application/json; charset=utf-8"
 HTML = "text/html; charset=utf-8"
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not count), found without
+    parsing it: ``json.loads`` recurses, so a deep body would raise RecursionError instead of a clean 400."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 class HttpError(Exception):
@@ -70,8 +102,13 @@ class HttpServer:
         self._refused_control = 0
         self._report_lock = asyncio.Lock()  # one report at a time: it runs in a thread next to the engine
         self.bound_port: int | None = None
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._open = 0  # accepted sockets not yet closed (MAX_CONNECTIONS)
         self._connections: set[asyncio.StreamWriter] = set()
+        #: connections waiting for (the rest of) a request, oldest first: the ones evicted at the connection cap
+        self._waiting: dict[asyncio.StreamWriter, None] = {}
         self._routes = {
             ("GET", "/healthz"): self._healthz,
             ("GET", "/readyz"): self._readyz,
@@ -83,30 +120,83 @@ class HttpServer:
         }
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE)
-        sockets = self._server.sockets or []
-        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        """Bind (an error here is the worker's, at start) and accept connections in :meth:`_accept_loop`."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.create_server((self.host, self.port), family=family, backlog=1024)
+        listener.setblocking(False)
+        self._listener = listener
+        self.bound_port = listener.getsockname()[1]
+        self._acceptor = asyncio.create_task(self._accept_loop(listener), name="http-accept")
         log.info("http server listening on %s:%d", self.host, self.bound_port)
 
     async def stop(self) -> None:
-        if self._server is None:
+        if self._acceptor is None:
             return
-        self._server.close()
+        await cancel_and_wait(self._acceptor)
+        self._acceptor = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         for writer in list(self._connections):
             writer.close()
-        await self._server.wait_closed()
-        self._server = None
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+    # --- connections -----------------------------------------------------------------------------------------
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept one connection at a time, enforcing MAX_CONNECTIONS before a transport exists: at the cap the
+        connection that has waited longest for a request is closed (a slow-drip or idle client); when every one
+        is busy answering, the new one is closed instead. So open files stay bounded whatever arrives."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as exc:  # EMFILE from elsewhere in the process, ECONNABORTED: keep serving
+                log.warning("http accept failed (%s); retrying", exc)
+                await asyncio.sleep(0.1)
+                continue
+            if self._open >= MAX_CONNECTIONS and not self._evict_oldest_waiting():
+                conn.close()
+                continue
+            self._open += 1
+            task = asyncio.create_task(self._serve_socket(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            await asyncio.sleep(0)  # let connections already accepted run before accepting the next one
+
+    def _evict_oldest_waiting(self) -> bool:
+        if not self._waiting:
+            return False
+        oldest = next(iter(self._waiting))
+        self._waiting.pop(oldest)
+        oldest.transport.abort()
+        return True
+
+    async def _serve_socket(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_LINE)
+        except OSError:
+            conn.close()
+            self._open -= 1
+            return
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._open -= 1
 
     # --- protocol ------------------------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)
         try:
             while True:
+                self._waiting[writer] = None
                 try:
                     request = await self._read_request(reader)
                 except HttpError as exc:
+                    self._waiting.pop(writer, None)
                     await self._write(writer, Response.json({"error": str(exc)}, exc.status), keep_alive=False)
                     return
+                self._waiting.pop(writer, None)
                 if request is None:
                     return
                 method, path, headers, body = request
@@ -122,15 +212,28 @@ class HttpServer:
             return
         finally:
             self._connections.discard(writer)
+            self._waiting.pop(writer, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
-        """One request, or None when the client closed the connection between requests."""
-        line = await self._read_line(reader, IDLE_TIMEOUT)
-        if not line:
+        """One request, or None when the client closed the connection between requests. The first byte may take
+        IDLE_TIMEOUT (keep-alive); the whole request then has HEADER_TIMEOUT."""
+        try:
+            first = await asyncio.wait_for(reader.read(1), IDLE_TIMEOUT)
+        except asyncio.TimeoutError:
             return None
+        if not first:
+            return None
+        try:
+            async with asyncio.timeout(HEADER_TIMEOUT):
+                return await self._read_rest(first, reader)
+        except TimeoutError:
+            raise HttpError(408, f"request not complete within {HEADER_TIMEOUT:g} s") from None
+
+    async def _read_rest(self, first: bytes, reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
+        line = first + await self._read_line(reader)
         try:
             method, target, version = line.decode("latin-1").split()
         except ValueError:
@@ -139,7 +242,7 @@ class HttpServer:
             raise HttpError(505, "HTTP/1.x only")
         headers: dict[str, str] = {}
         while True:
-            header = await self._read_line(reader, HEADER_TIMEOUT)
+            header = await self._read_line(reader)
             if header in (b"\r\n", b"\n", b""):
                 break
             if len(headers) >= MAX_HEADERS:
@@ -158,13 +261,13 @@ class HttpServer:
             raise HttpError(400, "bad Content-Length")
         if length > MAX_CONTROL_BODY:
             raise HttpError(413, f"body larger than {MAX_CONTROL_BODY} bytes")
-        body = await asyncio.wait_for(reader.readexactly(length), HEADER_TIMEOUT) if length else b""
+        body = await reader.readexactly(length) if length else b""
         return method.upper(), target.split("?", 1)[0], headers, body
 
     @staticmethod
-    async def _read_line(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    async def _read_line(reader: asyncio.StreamReader) -> bytes:
         try:
-            return await asyncio.wait_for(reader.readline(), timeout)
+            return await reader.readline()
         except (ValueError, asyncio.LimitOverrunError):  # a line longer than MAX_LINE
             raise HttpError(431, f"request line or header longer than {MAX_LINE} bytes") from None
 
@@ -233,6 +336,8 @@ class HttpServer:
     # --- control -------------------------------------------------------------------------------------------
     @staticmethod
     def _body(raw: bytes) -> dict[str, Any]:
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise HttpError(400, f"body nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             data = json.loads(raw) if raw.strip() else {}
         except (ValueError, UnicodeDecodeError):

@@ -240,7 +240,7 @@ class Observability:
     def halt(self, reason: str, source: str, kind: str = "manual") -> None:
         engine = self.runner.engine
         already = engine.risk.state.halts.get(kind) == reason
-        engine.halt_entries(reason, kind=kind)
+        engine.halt_entries(reason, kind=kind, durable=True)
         if not already and self.notifier is not None:
             self.notifier.notify("status", f"{self.symbol}: new entries halted via {source}: {reason}", "high")
 
@@ -248,7 +248,7 @@ class Observability:
         """Lift the ``kind`` halt; ``portfolio`` (the operator's) leaves the worker's own halts in place."""
         engine = self.runner.engine
         was = bool(engine.risk.state.halts)
-        engine.resume_entries(kind=kind)
+        engine.resume_entries(kind=kind, durable=True)
         if was and self.notifier is not None:
             self.notifier.notify("status", f"{self.symbol}: entries resumed via {source}", "normal")
 
