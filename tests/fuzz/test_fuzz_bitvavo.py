@@ -12,7 +12,6 @@ many more inputs (docs/proof.md).
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 from typing import Any
@@ -31,6 +30,7 @@ from papertrader.market.bitvavo.parse import (
     ws_candles,
 )
 from papertrader.market.candle import Candle
+from tests.conftest import synthetic_candles
 
 from . import test_fuzz_engine  # noqa: F401  (registers and loads the "ci" / "full" profiles)
 
@@ -162,11 +162,14 @@ def _real_frame(minute: int, row: list[Any]) -> str:
 REAL_FRAME = st.tuples(st.integers(min_value=0, max_value=5), GOOD_ROW).map(lambda t: _real_frame(*t))
 
 
-@functools.cache
-def _live_settings() -> Any:
+def _live_settings(rest_url: str) -> Any:
     from papertrader.config import load_settings
 
-    return load_settings({"source": "bitvavo", "symbol": "BTC-EUR"})
+    return load_settings({"source": "bitvavo", "symbol": "BTC-EUR", "bitvavo_rest_url": rest_url})
+
+
+#: REST history behind the frames' minutes 0..5 (a bar after a skipped one is gap-filled from REST)
+HISTORY = synthetic_candles(8, start_ms=1704067200000)
 
 
 @settings(max_examples=60 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else 2000)
@@ -179,17 +182,23 @@ def test_the_live_source_survives_any_frame(frames: list[str | bytes]) -> None:
 
 
 def _feed_live_source(frames: list[str | bytes]) -> list[Candle]:
+    """Feed the frames to a live source whose REST is a local fake exchange (never the internet: a bar after a
+    skipped one makes the source gap-fill, which retries until REST answers)."""
+    from papertrader.market.fake_exchange import FakeBitvavo
     from papertrader.market.sources.bitvavo import BitvavoSource
 
-    source = BitvavoSource(_live_settings())
-    source._need_fill = False  # a connection in progress (no REST gap-fill)
+    async def feed() -> list[Candle]:
+        async with FakeBitvavo(HISTORY, start_index=len(HISTORY) - 1) as fake:
+            source = BitvavoSource(_live_settings(fake.rest_url))
+            source._need_fill = False  # a connection in progress (no REST catch-up of the forming bar)
+            try:
+                for frame in frames:
+                    await asyncio.wait_for(source._on_frame(frame), 10)
+                return list(source._ready)
+            finally:
+                await source.close()
 
-    async def feed() -> None:
-        for frame in frames:
-            await source._on_frame(frame)
-
-    asyncio.run(feed())
-    return list(source._ready)
+    return asyncio.run(feed())
 
 
 def test_real_bars_are_queued_once_a_newer_bar_closes_them() -> None:
@@ -197,3 +206,8 @@ def test_real_bars_are_queued_once_a_newer_bar_closes_them() -> None:
     row = [0, "100.0", "101.0", "99.0", "100.5", "3.0"]
     frames = [_real_frame(0, row), "junk", _real_frame(1, row), _real_frame(0, row), _real_frame(2, row)]
     assert [c.ts for c in _feed_live_source(frames)] == [1704067200000, 1704067260000]
+    # a bar after skipped ones: the skipped bars come from REST (the local fake's history), in order
+    frames = [_real_frame(0, row), _real_frame(1, row), _real_frame(4, row), _real_frame(5, row)]
+    queued = _feed_live_source(frames)
+    assert [c.ts for c in queued] == [1704067200000 + m * 60_000 for m in range(5)]
+    assert queued[2:4] == HISTORY[2:4]
