@@ -207,6 +207,7 @@ class RunningPod:
         self._stopping = True
         if self.container is not None and not self._task.done():
             await self.container.stop(self.plan.grace_seconds)
+            self.last_exit = await self.container.wait()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
