@@ -104,9 +104,11 @@ revision() {
     echo "$rev"
 }
 
-build_args=(--build-arg "VERSION=$version"
-            --build-arg "REVISION=$(revision)"
-            --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+rev=$(revision)
+created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# the labels are also set with --label: buildah's layer cache reuses a LABEL layer whose build args changed
+build_args=(--build-arg "VERSION=$version" --build-arg "REVISION=$rev" --build-arg "CREATED=$created"
+            --label "org.opencontainers.image.revision=$rev" --label "org.opencontainers.image.created=$created"
             --build-arg "STRIP_BINARIES=${STRIP_BINARIES:-1}")
 mounts=()
 
