@@ -67,6 +67,9 @@ def worker_config(spec: dict[str, Any], symbol: str) -> dict[str, Any]:
         "TRAILING_STOP_PCT": risk["trailingStopPct"],
         "MAX_DRAWDOWN_PCT": risk["symbolMaxDrawdownPct"],
         "MAX_DAILY_LOSS_PCT": risk["maxDailyLossPct"],
+        # a spec change that decides results (fees, exits, strategy parameters...) starts a new run: the worker
+        # archives the old one on its volume (archive/<UTC>/) instead of refusing to start (a crash loop)
+        "RESET_STATE": True,
     }
     config.update(spec.get("extraConfig") or {})
     return config
