@@ -49,6 +49,11 @@ class WeightBudget:
         self.refused_total = 0
         self.rate_limited_total = 0
 
+    def now(self) -> int:
+        """Exchange time; 0 before the first sync (reading the unsynchronised clock would pin it to the local
+        wall clock: it never runs backwards)."""
+        return self.clock.now_ms() if self.clock.synced else 0
+
     def _roll(self, now: int) -> None:
         if now >= self._window_start + self.window_ms:
             self._window_start = now - now % self.window_ms
@@ -59,12 +64,12 @@ class WeightBudget:
         return self._window_start + self.window_ms
 
     def remaining(self) -> int:
-        self._roll(self.clock.now_ms())
+        self._roll(self.now())
         return max(self.limit - self._spent, 0)
 
     def try_spend(self, weight: int = 1) -> int | None:
         """Spend ``weight`` (None) or return the exchange ms at which to retry."""
-        now = self.clock.now_ms()
+        now = self.now()
         self._roll(now)
         retry_at: int | None = None
         if now < self.blocked_until_ms:
@@ -97,7 +102,7 @@ class WeightBudget:
         """A 429 / errorCode 105/110 from the exchange: block until its reset (returns it, exchange ms)."""
         self.rate_limited_total += 1
         self.observe(headers)
-        now = self.clock.now_ms()
+        now = self.now()
         horizon = now + MAX_WAIT_S * 1000 * max(self.clock.rate, 1.0)
         until = next((t for t in (ban_expiry_ms, _header_int(headers, "bitvavo-ratelimit-resetat"))
                       if t is not None and now < t <= horizon), None)
@@ -111,7 +116,7 @@ class WeightBudget:
 
     def headers(self) -> dict[str, str]:
         """The ``bitvavo-ratelimit-*`` headers of every answer: the shared budget as clients see it."""
-        now = self.clock.now_ms()
+        now = self.now()
         self._roll(now)
         blocked = now < self.blocked_until_ms
         return {"bitvavo-ratelimit-limit": str(self.limit),

@@ -86,7 +86,7 @@ class UpstreamRest:
         name = path.split("/")[-1] if "/" in path else path
         self.requests_by_path[name] = self.requests_by_path.get(name, 0) + 1
         sent_local = time.monotonic()
-        sent_ms = self.clock.now_ms() - int(self.clock.round_trip_ms * max(self.clock.rate, 1.0))
+        sent_ms = self.budget.now() - int(self.clock.round_trip_ms * max(self.clock.rate, 1.0))
         try:
             async with self._client().get(f"{self.base_url}/{path}", params=params) as response:
                 text = await response.text()
