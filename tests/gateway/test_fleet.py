@@ -100,3 +100,18 @@ async def test_fleet_ci_size(tmp_path: Path) -> None:
 @pytest.mark.slow
 async def test_fleet_full_size(tmp_path: Path) -> None:
     await check_fleet(tmp_path, 10, ["1m", "5m", "15m"], 50)
+
+
+def test_operator_gateway_env_respects_extra_config() -> None:
+    from papertrader_operator.children import gateway_env
+    from papertrader_operator.crd import default_spec
+
+    spec = default_spec({"symbols": ["BTC-EUR"], "source": "bitvavo"})
+    assert gateway_env(spec, "http://gw.papertrader.svc:8080") == [
+        {"name": "BITVAVO_REST_URL", "value": "http://gw.papertrader.svc:8080/v2"},
+        {"name": "BITVAVO_WS_URL", "value": "ws://gw.papertrader.svc:8080/v2/"}]
+    assert gateway_env(spec, "") == []
+    own = default_spec({"symbols": ["BTC-EUR"], "source": "bitvavo",
+                        "extraConfig": {"BITVAVO_WS_URL": "wss://elsewhere/v2/"}})
+    assert gateway_env(own, "http://gw:8080") == []
+    assert gateway_env(default_spec({"symbols": ["BTC-EUR"], "source": "synthetic"}), "http://gw:8080") == []
