@@ -117,6 +117,16 @@ def _env(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return env
 
 
+def gateway_env(spec: dict[str, Any], gateway_url: str) -> list[dict[str, Any]]:
+    """Point a bitvavo worker at the market gateway (``http://host:port``), unless extraConfig names an endpoint."""
+    extra = spec.get("extraConfig") or {}
+    if not gateway_url or spec["source"] != "bitvavo" or {"BITVAVO_REST_URL", "BITVAVO_WS_URL"} & set(extra):
+        return []
+    base = gateway_url.rstrip("/")
+    ws_base = "ws" + base[4:] if base.startswith("http") else base
+    return [{"name": "BITVAVO_REST_URL", "value": f"{base}/v2"}, {"name": "BITVAVO_WS_URL", "value": f"{ws_base}/v2/"}]
+
+
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": s.HTTP_PORT}, "periodSeconds": period, "timeoutSeconds": 3,
             "failureThreshold": failures}
@@ -145,7 +155,8 @@ def render_service(trader: dict[str, Any], symbol: str) -> dict[str, Any]:
 
 
 def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str,
-                       default_image: str = s.DEFAULT_IMAGE, config_hash: str = "") -> dict[str, Any]:
+                       default_image: str = s.DEFAULT_IMAGE, config_hash: str = "",
+                       gateway_url: str = "") -> dict[str, Any]:
     """The one-replica StatefulSet running the worker for `symbol`, with its state on a claim template."""
     meta = _metadata(trader, symbol)
     labels = meta["labels"]
@@ -177,7 +188,7 @@ def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str
         "imagePullPolicy": spec["imagePullPolicy"],
         "command": ["papertrader"],
         "args": _args(spec, symbol),
-        "env": _env(spec),  # never empty (the API server would drop an empty list: drift)
+        "env": _env(spec) + gateway_env(spec, gateway_url),  # never empty (the API server would drop an empty list)
         "ports": [{"name": "http", "containerPort": s.HTTP_PORT, "protocol": "TCP"},
                   {"name": "ws", "containerPort": s.WS_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", 10, 3),
@@ -233,11 +244,11 @@ def _hash(document: dict[str, Any]) -> str:
 
 
 def render_symbol(trader: dict[str, Any], spec: dict[str, Any], symbol: str,
-                  default_image: str = s.DEFAULT_IMAGE) -> list[dict[str, Any]]:
+                  default_image: str = s.DEFAULT_IMAGE, gateway_url: str = "") -> list[dict[str, Any]]:
     """The three children of one symbol, in creation order, from a defaulted spec."""
     configmap = render_configmap(trader, spec, symbol)
     return [configmap, render_service(trader, symbol),
-            render_statefulset(trader, spec, symbol, default_image, _hash(configmap["data"]))]
+            render_statefulset(trader, spec, symbol, default_image, _hash(configmap["data"]), gateway_url)]
 
 
 def render_children(trader: dict[str, Any], default_image: str = s.DEFAULT_IMAGE) -> list[dict[str, Any]]:

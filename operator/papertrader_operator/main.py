@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--max-concurrent-reconciles", type=int, default=env.max_concurrent_reconciles,
                         help="background reconciles at once [PAPERTRADER_MAX_CONCURRENT_RECONCILES]")
+    parser.add_argument("--market-gateway-url", default=env.market_gateway_url,
+                        help="http://host:port of the market gateway; bitvavo workers get BITVAVO_REST_URL / "
+                             "BITVAVO_WS_URL pointing at it unless extraConfig sets them "
+                             "[PAPERTRADER_MARKET_GATEWAY_URL] (default: none, workers connect directly)")
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json",
                         help="kopf log format (default: %(default)s, one JSON object per line)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -64,7 +68,8 @@ def config_from_args(args: argparse.Namespace) -> s.OperatorConfig:
         worker_image=args.worker_image, worker_url_template=args.worker_url_template,
         resync_interval=args.resync_interval, health_timeout=args.health_timeout,
         http_host=args.http_host, http_port=args.http_port,
-        max_concurrent_reconciles=args.max_concurrent_reconciles, namespaces=tuple(args.namespace))
+        max_concurrent_reconciles=args.max_concurrent_reconciles, namespaces=tuple(args.namespace),
+        market_gateway_url=args.market_gateway_url)
 
 
 def run_operator(argv: list[str] | None = None) -> int:

@@ -307,7 +307,8 @@ class Runtime:
         self.invalid.pop(key, None)
 
         desired = {child_key(body): body for symbol in spec["symbols"]
-                   for body in render_symbol(trader, spec, symbol, self.config.worker_image)}
+                   for body in render_symbol(trader, spec, symbol, self.config.worker_image,
+                                                 self.config.market_gateway_url)}
         self.desired[key] = desired
         outcome = Outcome(generation=generation, paused=bool(spec["paused"]), observations=[])
         try:

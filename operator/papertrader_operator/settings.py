@@ -50,6 +50,7 @@ class OperatorConfig:
     http_port: int = 8080
     max_concurrent_reconciles: int = 20
     namespaces: tuple[str, ...] = ()  # empty: every namespace
+    market_gateway_url: str = ""  # http://host:port of `papertrader market-gateway`; empty: workers go direct
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -63,6 +64,7 @@ class OperatorConfig:
             http_host=env.get("PAPERTRADER_OPERATOR_HOST") or cls.http_host,
             http_port=int(_env_float("PAPERTRADER_OPERATOR_PORT", cls.http_port)),
             max_concurrent_reconciles=int(_env_float("PAPERTRADER_MAX_CONCURRENT_RECONCILES", 20)),
+            market_gateway_url=env.get("PAPERTRADER_MARKET_GATEWAY_URL", ""),
         )
 
 

@@ -66,3 +66,47 @@ async def test_cli_serves_and_exits() -> None:
     text = out.decode()
     assert process.returncode == 0, text
     assert "BITVAVO_REST_URL=http://127.0.0.1:" in text and "BITVAVO_WS_URL=ws://127.0.0.1:" in text
+
+
+async def test_several_feeds_one_socket_and_a_paused_clock() -> None:
+    from papertrader.market.sources.synthetic import SyntheticSource
+
+    one_minute = synthetic_candles(400)
+    origin = one_minute[300].ts
+    five = SyntheticSource(3, 300_000, origin - 60 * 300_000)
+    five_minute = [five._next_candle() for _ in range(120)]
+    feeds = {("ETH-EUR", "5m"): five_minute}
+    async with FakeBitvavo(one_minute, start_index=300, speed=30_000.0, extra_feeds=feeds, paused=True) as fake, \
+            aiohttp.ClientSession() as http:
+        first = fake.now_ms()
+        await asyncio.sleep(0.05)
+        assert fake.now_ms() == first == origin  # paused: the clock stands still
+        async with http.get(f"{fake.rest_url}/ETH-EUR/candles", params={"interval": "5m"}) as response:
+            assert parse_rest_candles(await response.json()) == five_minute[:60]
+        async with http.get(f"{fake.rest_url}/ETH-EUR/candles", params={"interval": "1m"}) as response:
+            assert response.status == 400
+        async with http.get(f"{fake.rest_url}/markets") as response:
+            assert {m["market"] for m in await response.json()} == {"BTC-EUR", "ETH-EUR"}
+        seen: dict[tuple[str, str], int] = {}
+        async with http.ws_connect(fake.ws_url) as ws:
+            await ws.send_str(json.dumps({"action": "subscribe", "channels": [
+                {"name": "candles", "interval": ["1m", "5m"], "markets": ["BTC-EUR", "ETH-EUR"]}]}))
+            reply = json.loads((await ws.receive()).data)
+            assert reply == {"event": "subscribed", "subscriptions": {"candles": {"1m": ["BTC-EUR"],
+                                                                                 "5m": ["ETH-EUR"]}}}
+            fake.resume()
+            while len(seen) < 2 or min(seen.values()) < 3:
+                event = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
+                key = (event["market"], event["interval"])
+                seen[key] = seen.get(key, 0) + 1
+                if key == ("ETH-EUR", "5m") and seen[key] == 1:
+                    assert event["candle"][0][0] == five_minute[60].ts  # streams from the shared origin
+            await ws.send_str(json.dumps({"action": "unsubscribe", "channels": [
+                {"name": "candles", "interval": ["1m"], "markets": ["BTC-EUR"]}]}))
+            while (event := json.loads((await asyncio.wait_for(ws.receive(), 5)).data)).get("event") == "candle":
+                pass
+            assert event == {"event": "unsubscribed", "subscriptions": {"candles": {"5m": ["ETH-EUR"]}}}
+            for _ in range(10):
+                event = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
+                assert (event["market"], event["interval"]) == ("ETH-EUR", "5m")
+        assert fake.now_ms() > origin and fake.ws_connections == 1 and fake.weight_spent == 3

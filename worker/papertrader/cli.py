@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--open", action="store_true", help="open the page in the default browser")
     for verb, help_text in (("train", "fit and save a model from candle files"),
                             ("operator", "run the kopf operator against the current kube context"),
-                            ("fake-exchange", "serve a candle file as a local fake Bitvavo API")):
+                            ("fake-exchange", "serve a candle file as a local fake Bitvavo API"),
+                            ("market-gateway", "one Bitvavo market-data connection for the whole fleet")):
         sub = verbs.add_parser(verb, help=help_text, add_help=False)
         sub.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -143,6 +144,7 @@ _DELEGATES: dict[str, str] = {
     "train": "papertrader.ml.train_cli:main",
     "operator": "papertrader_operator.main:run_operator",
     "fake-exchange": "papertrader.market.fake_exchange:main",
+    "market-gateway": "papertrader.market.gateway.main:main",
 }
 
 

@@ -15,6 +15,13 @@ duplicate and out-of-order updates, NaN or negative prices, gaps (intervals with
 storms with the real ``bitvavo-ratelimit-*`` headers and errorCode 110, REST 5xx errors and slow REST answers.
 A per-window weight budget is always enforced (1000 per virtual minute by default).
 
+Several markets and intervals: ``extra_feeds={("ETH-EUR", "5m"): candles, ...}`` serves more (market, interval)
+feeds behind the same REST and WebSocket endpoints, on the same virtual clock (each feed streams from its first
+candle at or after the primary feed's first streamed candle; faults apply to the primary feed). A client may
+subscribe to any set of them and ``unsubscribe`` again. ``paused=True`` freezes the clock at its start until
+:meth:`FakeBitvavo.resume`: every client that starts meanwhile sees the same history, so fleet runs are
+deterministic.
+
 Use it from tests (``async with FakeBitvavo(candles) as fake: fake.rest_url, fake.ws_url``) or from the command
 line: ``papertrader fake-exchange --candles FILE.csv --speed 60`` (or ``--synthetic 5000``).
 """
@@ -28,6 +35,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -81,6 +89,50 @@ def _partial(candle: Candle, step: int, steps: int) -> Candle:
                   round(candle.volume * share, 8))
 
 
+class _Feed:
+    """The candles of one (market, interval) and what of them has been streamed."""
+
+    def __init__(self, market: str, interval: str, candles: list[Candle], start_index: int,
+                 updates_per_candle: int, rest_includes_forming: bool) -> None:
+        self.market = market
+        self.interval = interval
+        self.interval_ms = interval_ms(interval)
+        self.candles = candles
+        self.start_index = start_index
+        self.updates_per_candle = updates_per_candle
+        self.rest_includes_forming = rest_includes_forming
+        self.streamed_index = start_index - 1  # last candle whose first update was sent
+
+    def available(self, now: int) -> list[Candle]:
+        """Closed candles up to ``now``, plus the forming one as far as it has traded."""
+        candles = self.candles
+        closed_end = self._bisect(now - self.interval_ms)
+        out = candles[:closed_end]
+        if self.rest_includes_forming and closed_end < len(candles):
+            forming = candles[closed_end]
+            if forming.ts <= now:
+                steps = self.updates_per_candle
+                done = int((now - forming.ts) * (steps + 1) // self.interval_ms)
+                if done >= 1:
+                    out = out + [_partial(forming, min(done, steps), steps)]
+        return out
+
+    def _bisect(self, ts: int) -> int:
+        lo, hi = 0, len(self.candles)
+        candles = self.candles
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if candles[mid].ts <= ts:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def event(self, candle: Candle) -> str:
+        return json.dumps({"event": "candle", "market": self.market, "interval": self.interval,
+                           "candle": [_row(candle)]}, separators=(",", ":"))
+
+
 class FakeBitvavo:
     """The fake exchange. ``await start()`` / ``await stop()`` or ``async with``."""
 
@@ -89,45 +141,70 @@ class FakeBitvavo:
                  script: FakeScript | None = None, budget: int = 1000, window_ms: int = 60_000,
                  tick_size: str | None = None, min_order_quote: str = "5", min_order_base: str = "0.0001",
                  quantity_decimals: int = 8, serve_markets: bool = True, rest_includes_forming: bool = True,
+                 extra_feeds: Mapping[tuple[str, str], list[Candle]] | None = None, paused: bool = False,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.script = script or FakeScript()
         self.market = market
         self.interval = interval
         self.interval_ms = interval_ms(interval)
-        self.candles = self._apply_data_faults(list(candles), start_index)
+        steps = max(1, updates_per_candle)
+        primary = self._apply_data_faults(list(candles), start_index)
         first_streamed = candles[start_index] if start_index < len(candles) else candles[-1]
-        self.start_index = next((i for i, c in enumerate(self.candles) if c.ts >= first_streamed.ts),
-                                len(self.candles))
         self._origin_ms = first_streamed.ts - first_streamed.ts % self.interval_ms
+        self._primary = _Feed(market, interval, primary,
+                              next((i for i, c in enumerate(primary) if c.ts >= first_streamed.ts), len(primary)),
+                              steps, rest_includes_forming)
+        self.feeds: dict[tuple[str, str], _Feed] = {(market, interval): self._primary}
+        for (feed_market, feed_interval), feed_candles in (extra_feeds or {}).items():
+            first = next((i for i, c in enumerate(feed_candles) if c.ts >= self._origin_ms), len(feed_candles))
+            self.feeds[(feed_market, feed_interval)] = _Feed(feed_market, feed_interval, list(feed_candles), first,
+                                                             steps, rest_includes_forming)
         self.speed = speed
-        self.updates_per_candle = max(1, updates_per_candle)
+        self.updates_per_candle = steps
         self.budget = budget
         self.window_ms = window_ms
-        self.markets_entry = {
-            "market": market, "status": "trading", "base": market.split("-")[0], "quote": market.split("-")[-1],
-            "pricePrecision": None, "minOrderInBaseAsset": min_order_base, "minOrderInQuoteAsset": min_order_quote,
-            "maxOrderInBaseAsset": "1000000000", "maxOrderInQuoteAsset": "1000000000",
-            "quantityDecimals": quantity_decimals, "notionalDecimals": 2, "tickSize": tick_size,
-            "maxOpenOrders": 100, "feeCategory": "A", "orderTypes": ["market", "limit"]}
+        self.markets_entries = {
+            name: {
+                "market": name, "status": "trading", "base": name.split("-")[0], "quote": name.split("-")[-1],
+                "pricePrecision": None, "minOrderInBaseAsset": min_order_base,
+                "minOrderInQuoteAsset": min_order_quote, "maxOrderInBaseAsset": "1000000000",
+                "maxOrderInQuoteAsset": "1000000000", "quantityDecimals": quantity_decimals, "notionalDecimals": 2,
+                "tickSize": tick_size, "maxOpenOrders": 100, "feeCategory": "A", "orderTypes": ["market", "limit"]}
+            for name in dict.fromkeys(m for m, _ in self.feeds)}
+        self.markets_entry = self.markets_entries[market]
         self.serve_markets = serve_markets
         self.rest_includes_forming = rest_includes_forming
         self.host = host
         self.port = port
-        self._ts_index = {c.ts: i for i, c in enumerate(self.candles)}
         self._t0 = time.monotonic()
+        self._running = asyncio.Event()
+        self._paused = paused
         self._clients: dict[web.WebSocketResponse, dict[str, Any]] = {}
         self._runner: web.AppRunner | None = None
-        self._driver: asyncio.Task[None] | None = None
+        self._drivers: list[asyncio.Task[None]] = []
         self._window_start = 0
         self._spent = 0
         self._storm_until = -1
         self._rest_errors = self.script.rest_errors
-        self.streamed_index = self.start_index - 1  # last candle whose first update was sent
         self.finished = asyncio.Event()
         # what happened (for assertions and the demo log)
         self.requests: list[tuple[int, str, int]] = []  # (virtual ms, path, status)
+        self.weight_spent = 0  # REST weight counted against the budget, over the whole run
         self.ws_connections = 0
         self.frames_sent = 0
+
+    @property
+    def candles(self) -> list[Candle]:
+        """The primary feed's candles (after the scripted data faults)."""
+        return self._primary.candles
+
+    @property
+    def start_index(self) -> int:
+        return self._primary.start_index
+
+    @property
+    def streamed_index(self) -> int:
+        return self._primary.streamed_index
 
     def _apply_data_faults(self, candles: list[Candle], start_index: int) -> list[Candle]:
         s = self.script
@@ -143,10 +220,19 @@ class FakeBitvavo:
 
     # --- clock ------------------------------------------------------------------------------------------------
     def now_ms(self) -> int:
+        if self._paused:
+            return self._origin_ms
         return int(self._origin_ms + (time.monotonic() - self._t0) * 1000.0 * self.speed)
 
     def _local_delay(self, virtual_ms: float) -> float:
         return max(0.0, (virtual_ms - self.now_ms()) / 1000.0 / self.speed)
+
+    def resume(self) -> None:
+        """Start the clock of a fake created with ``paused=True`` (the stream begins now)."""
+        if self._paused:
+            self._paused = False
+            self._t0 = time.monotonic()
+        self._running.set()
 
     # --- life cycle ---------------------------------------------------------------------------------------------
     async def start(self) -> Self:
@@ -162,11 +248,20 @@ class FakeBitvavo:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._t0 = time.monotonic()
-        self._driver = asyncio.get_running_loop().create_task(self._drive())
+        if not self._paused:
+            self._running.set()
+        loop = asyncio.get_running_loop()
+        self._drivers = [loop.create_task(self._drive(feed)) for feed in self.feeds.values()]
+        loop.create_task(self._finish_when_done(list(self._drivers)))
         return self
 
+    async def _finish_when_done(self, drivers: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*drivers, return_exceptions=True)
+        self.finished.set()
+
     async def stop(self) -> None:
-        await cancel_and_wait(self._driver)
+        for driver in self._drivers:
+            await cancel_and_wait(driver)
         for ws in list(self._clients):
             await ws.close()
         if self._runner is not None:
@@ -215,6 +310,7 @@ class FakeBitvavo:
             self._spent = self.budget
             return self._error(429, 110, "Rate limit exceeded.", now)
         self._spent += weight
+        self.weight_spent += weight
         if self._rest_errors > 0 and not path.endswith("/time"):
             self._rest_errors -= 1
             self.requests.append((now, path, 500))
@@ -238,10 +334,10 @@ class FakeBitvavo:
             return self._error(404, 110, "Invalid endpoint. Please check url and HTTP method.", now)
         wanted = request.query.get("market")
         if wanted is not None:
-            if wanted != self.market:
+            if wanted not in self.markets_entries:
                 return self._error(400, 205, "market parameter is invalid.", now)
-            return web.json_response(self.markets_entry, headers=self._headers(now))
-        return web.json_response([self.markets_entry], headers=self._headers(now))
+            return web.json_response(self.markets_entries[wanted], headers=self._headers(now))
+        return web.json_response(list(self.markets_entries.values()), headers=self._headers(now))
 
     async def _candles(self, request: web.Request) -> web.Response:
         refused = await self._gate(request)
@@ -249,9 +345,11 @@ class FakeBitvavo:
             return refused
         now = self.now_ms()
         q = request.query
-        if request.match_info["market"] != self.market:
+        market = request.match_info["market"]
+        if market not in self.markets_entries:
             return self._error(400, 205, "market parameter is invalid.", now)
-        if q.get("interval") != self.interval:
+        feed = self.feeds.get((market, q.get("interval", "")))
+        if feed is None:
             return self._error(400, 205, "interval parameter is invalid.", now)
         try:
             limit = int(q.get("limit", "1440"))
@@ -262,10 +360,10 @@ class FakeBitvavo:
         if not 1 <= limit <= 1440:
             return self._error(400, 205, "limit parameter is invalid.", now)
         for name, value in (("start", start), ("end", end)):
-            if value is not None and value % self.interval_ms:
+            if value is not None and value % feed.interval_ms:
                 return self._error(400, 205, f"{name} parameter is invalid.", now)
         rows: list[list[Any]] = []
-        for candle in reversed(self._available(now)):
+        for candle in reversed(feed.available(now)):
             if end is not None and candle.ts >= end:
                 continue
             if start is not None and candle.ts < start:
@@ -275,37 +373,31 @@ class FakeBitvavo:
                 break
         return web.json_response(rows, headers=self._headers(now))
 
-    def _available(self, now: int) -> list[Candle]:
-        """Closed candles up to ``now``, plus the forming one as far as it has traded."""
-        candles = self.candles
-        closed_end = self._bisect(now - self.interval_ms)
-        out = candles[:closed_end]
-        if self.rest_includes_forming and closed_end < len(candles):
-            forming = candles[closed_end]
-            if forming.ts <= now:
-                steps = self.updates_per_candle
-                done = int((now - forming.ts) * (steps + 1) // self.interval_ms)
-                if done >= 1:
-                    out = out + [_partial(forming, min(done, steps), steps)]
-        return out
-
-    def _bisect(self, ts: int) -> int:
-        lo, hi = 0, len(self.candles)
-        candles = self.candles
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if candles[mid].ts <= ts:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
     # --- WebSocket ----------------------------------------------------------------------------------------------
+    def _requested(self, data: dict[str, Any]) -> set[tuple[str, str]]:
+        """The (market, interval) pairs a subscribe/unsubscribe message names that this exchange serves."""
+        wanted: set[tuple[str, str]] = set()
+        for channel in data.get("channels") or []:
+            if not isinstance(channel, dict) or channel.get("name") != "candles":
+                continue
+            for interval in channel.get("interval") or []:
+                for market in channel.get("markets") or []:
+                    if (market, interval) in self.feeds:
+                        wanted.add((market, interval))
+        return wanted
+
+    @staticmethod
+    def _subscriptions(pairs: set[tuple[str, str]]) -> dict[str, dict[str, list[str]]]:
+        by_interval: dict[str, list[str]] = {}
+        for market, interval in sorted(pairs):
+            by_interval.setdefault(interval, []).append(market)
+        return {"candles": by_interval} if by_interval else {}
+
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.ws_connections += 1
-        state: dict[str, Any] = {"subscribed": False, "stalled_until": 0.0}
+        state: dict[str, Any] = {"pairs": set(), "stalled_until": 0.0}
         self._clients[ws] = state
         try:
             async for msg in ws:
@@ -316,27 +408,31 @@ class FakeBitvavo:
                 except ValueError:
                     await ws.send_str(json.dumps({"event": "error", "errorCode": 102, "error": "Invalid JSON."}))
                     continue
-                if data.get("action") == "subscribe":
-                    channels = data.get("channels") or []
-                    ok = any(ch.get("name") == "candles" and self.interval in (ch.get("interval") or [])
-                             and self.market in (ch.get("markets") or []) for ch in channels)
-                    if ok:
-                        state["subscribed"] = True
-                        await ws.send_str(json.dumps({"event": "subscribed", "subscriptions": {
-                            "candles": {self.interval: [self.market]}}}))
-                    else:
+                action = data.get("action") if isinstance(data, dict) else None
+                if action in ("subscribe", "unsubscribe"):
+                    pairs = self._requested(data)
+                    if not pairs:
                         await ws.send_str(json.dumps({"event": "error", "errorCode": 205,
                                                       "error": "Invalid parameter: channels"}))
-                elif data.get("action") == "getTime":
+                        continue
+                    if action == "subscribe":
+                        state["pairs"] |= pairs
+                    else:
+                        state["pairs"] -= pairs
+                    await ws.send_str(json.dumps({"event": f"{action}d",
+                                                  "subscriptions": self._subscriptions(state["pairs"])}))
+                elif action == "getTime":
                     await ws.send_str(json.dumps({"action": "getTime", "response": {"time": self.now_ms()}}))
         finally:
             self._clients.pop(ws, None)
         return ws
 
-    async def _broadcast(self, text: str) -> None:
+    async def _broadcast(self, text: str, feed: _Feed | None = None) -> None:
+        feed = feed or self._primary
+        pair = (feed.market, feed.interval)
         now = time.monotonic()
         for ws, state in list(self._clients.items()):
-            if not state["subscribed"] or state["stalled_until"] > now or ws.closed:
+            if pair not in state["pairs"] or state["stalled_until"] > now or ws.closed:
                 continue
             try:
                 await ws.send_str(text)
@@ -345,8 +441,7 @@ class FakeBitvavo:
                 self._clients.pop(ws, None)
 
     def _event(self, candle: Candle) -> str:
-        return json.dumps({"event": "candle", "market": self.market, "interval": self.interval,
-                           "candle": [_row(candle)]}, separators=(",", ":"))
+        return self._primary.event(candle)
 
     async def _faults(self, index: int) -> None:
         s = self.script
@@ -375,25 +470,27 @@ class FakeBitvavo:
         if index in s.out_of_order_at and index >= 2:
             await self._broadcast(self._event(candles[index - 2]))
 
-    async def _drive(self) -> None:
-        """Play the candles from ``start_index`` on the virtual clock."""
+    async def _drive(self, feed: _Feed) -> None:
+        """Play a feed's candles from its start index on the virtual clock (faults: the primary feed only)."""
+        await self._running.wait()
         steps = self.updates_per_candle
-        candles = self.candles
-        for index in range(self.start_index, len(candles)):
+        candles = feed.candles
+        primary = feed is self._primary
+        for index in range(feed.start_index, len(candles)):
             candle = candles[index]
             for step in range(1, steps + 1):
-                due = candle.ts + self.interval_ms * step / (steps + 1)
+                due = candle.ts + feed.interval_ms * step / (steps + 1)
                 delay = self._local_delay(due)
                 if delay > 0:
                     await asyncio.sleep(max(delay, 0.0005))
                 if step == 1:
-                    await self._faults(index)
-                    self.streamed_index = index
-                await self._broadcast(self._event(_partial(candle, step, steps)))
-                if step == 1:
+                    if primary:
+                        await self._faults(index)
+                    feed.streamed_index = index
+                await self._broadcast(feed.event(_partial(candle, step, steps)), feed)
+                if step == 1 and primary:
                     await self._after_first_update(index)
             await asyncio.sleep(0)
-        self.finished.set()
 
     def start_storm(self, virtual_ms: int) -> int:
         """Answer every REST call with HTTP 429 / errorCode 110 for ``virtual_ms``; returns the resetat (ms)."""
@@ -404,7 +501,8 @@ class FakeBitvavo:
         statuses: dict[int, int] = {}
         for _, _, status in self.requests:
             statuses[status] = statuses.get(status, 0) + 1
-        return {"requests": len(self.requests), "statuses": statuses, "ws_connections": self.ws_connections,
+        return {"requests": len(self.requests), "statuses": statuses, "weight_spent": self.weight_spent,
+                "ws_connections": self.ws_connections, "open_connections": len(self._clients),
                 "frames_sent": self.frames_sent, "streamed_index": self.streamed_index, "now_ms": self.now_ms()}
 
 

@@ -1,0 +1,283 @@
+"""The client-facing side of the gateway: Bitvavo's REST and WebSocket wire format, served from the cache.
+
+REST: ``/v2/time`` from the gateway's exchange clock (synchronised upstream every few seconds), ``/v2/markets``
+cached for a TTL, ``/v2/{market}/candles`` from the cache when it covers the range, else only the uncovered tail
+(or the whole request) upstream, coalesced. Budget refusals and upstream rate limits are answered with HTTP 429,
+errorCode 110 and ``bitvavo-ratelimit-resetat`` (gateway exchange time); an unreachable exchange with 503.
+WebSocket ``/v2/``: ``subscribe`` / ``unsubscribe`` to ``candles`` and ``getTime``; frames are forwarded as
+received. While the upstream connection is down, upgrades are refused (503) and every client socket is closed on
+a drop, so workers gap-fill through REST exactly as after a drop of the exchange itself.
+``/healthz`` (alive), ``/readyz`` (upstream connected and clock synchronised), ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from papertrader.market.bitvavo.clock import ExchangeClock
+from papertrader.market.candle import INTERVAL_MS
+from papertrader.market.gateway.budget import WeightBudget
+from papertrader.market.gateway.cache import PairCache, row_text
+from papertrader.market.gateway.settings import GatewaySettings
+from papertrader.market.gateway.upstream_rest import DOWN_BODY, Answer, Refused, UpstreamRest
+from papertrader.market.gateway.upstream_ws import Pair, UpstreamStream, listed_pairs
+
+log = logging.getLogger("papertrader.gateway")
+
+RATE_LIMITED_BODY = {"errorCode": 110, "error": "Rate limit exceeded: the market gateway's shared upstream budget "
+                                                "is spent or the exchange is limiting it; retry at "
+                                                "bitvavo-ratelimit-resetat."}
+
+
+def _valid_rows(body: Any) -> bool:
+    return isinstance(body, list) and all(isinstance(r, list) and len(r) >= 6 and isinstance(r[0], int)
+                                          for r in body)
+
+
+class Gateway:
+    """The market gateway: upstream connections, caches and the client server."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.clock = ExchangeClock()
+        self.budget = WeightBudget(self.clock, settings.rest_budget, int(settings.budget_window_seconds * 1000))
+        self.rest = UpstreamRest(settings.bitvavo_rest_url, self.clock, self.budget, settings.api_timeout_seconds)
+        self.stream = UpstreamStream(settings.bitvavo_ws_url, self._on_frame, self._on_connection,
+                                     open_timeout_s=settings.api_timeout_seconds, stale_s=settings.ws_stale_seconds,
+                                     linger_s=settings.unsubscribe_linger_seconds,
+                                     max_backoff_s=settings.reconnect_max_backoff_seconds)
+        self.caches: dict[Pair, PairCache] = {}
+        self._markets: dict[str, tuple[float, int, Any]] = {}  # query -> (expires, status, body)
+        self.clients: dict[web.WebSocketResponse, set[Pair]] = {}
+        self._last_frame: dict[Pair, float] = {}
+        self.hits: dict[str, int] = {"candles": 0, "markets": 0}
+        self.misses: dict[str, int] = {"candles": 0, "markets": 0}
+        self.refusals = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.port = settings.port
+
+    # --- life cycle ---------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        from papertrader.market.gateway.metrics import render_metrics
+
+        app = web.Application()
+        app.router.add_get("/v2/", self._ws_handler)
+        app.router.add_get("/v2", self._ws_handler)
+        app.router.add_get("/v2/time", self._time)
+        app.router.add_get("/v2/markets", self._markets_handler)
+        app.router.add_get("/v2/{market}/candles", self._candles)
+        app.router.add_get("/healthz", lambda _r: web.json_response({"alive": True}))
+        app.router.add_get("/readyz", self._ready)
+        app.router.add_get("/metrics", lambda _r: web.Response(body=render_metrics(self.snapshot()),
+                                                               content_type="text/plain"))
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.stream.run()), loop.create_task(self._clock_loop())]
+        log.info("market gateway listening on %s:%d (upstream %s, %s; budget %d per %g s)", self.settings.host,
+                 self.port, self.settings.bitvavo_rest_url, self.settings.bitvavo_ws_url, self.budget.limit,
+                 self.settings.budget_window_seconds)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for ws in list(self.clients):
+            await ws.close()
+        await self.rest.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _clock_loop(self) -> None:
+        while True:
+            ok = await self.rest.sync_time()
+            await asyncio.sleep(self.settings.clock_sync_seconds if ok else min(1.0, self.settings.clock_sync_seconds))
+
+    def ready(self) -> bool:
+        return self.clock.synced and self.stream.connected.is_set()
+
+    async def _ready(self, _request: web.Request) -> web.Response:
+        ok = self.ready()
+        return web.json_response({"ready": ok, "clock_synced": self.clock.synced,
+                                  "upstream_connected": self.stream.connected.is_set()}, status=200 if ok else 503)
+
+    # --- REST ---------------------------------------------------------------------------------------------
+    def _json(self, body: Any, status: int = 200) -> web.Response:
+        return web.json_response(body, status=status, headers=self.budget.headers())
+
+    def _refused(self, refused: Refused) -> web.Response:
+        self.refusals += 1
+        headers = {"bitvavo-ratelimit-limit": str(self.budget.limit), "bitvavo-ratelimit-remaining": "0",
+                   "bitvavo-ratelimit-resetat": str(refused.retry_at_ms)}
+        return web.json_response(RATE_LIMITED_BODY, status=429, headers=headers)
+
+    def _answer(self, answer: Answer | Refused) -> web.Response:
+        if isinstance(answer, Refused):
+            return self._refused(answer)
+        return self._json(answer.body, answer.status)
+
+    async def _time(self, _request: web.Request) -> web.Response:
+        if not self.clock.synced:
+            return self._json(DOWN_BODY, 503)
+        return self._json({"time": self.clock.now_ms()})
+
+    async def _markets_handler(self, request: web.Request) -> web.Response:
+        params = dict(request.query)
+        key = json.dumps(params, sort_keys=True)
+        cached = self._markets.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            self.hits["markets"] += 1
+            return self._json(cached[2], cached[1])
+        self.misses["markets"] += 1
+        answer = await self.rest.get("markets", params or None)
+        if isinstance(answer, Answer) and answer.status == 200:
+            self._markets[key] = (time.monotonic() + self.settings.markets_ttl_seconds, 200, answer.body)
+        return self._answer(answer)
+
+    def _cache(self, pair: Pair) -> PairCache:
+        cache = self.caches.get(pair)
+        if cache is None:
+            cache = self.caches[pair] = PairCache(INTERVAL_MS[pair[1]], self.settings.cache_candles)
+        return cache
+
+    async def _candles(self, request: web.Request) -> web.Response:
+        market, q = request.match_info["market"], dict(request.query)
+        path = f"{market}/candles"
+        interval = q.get("interval", "")
+        step = INTERVAL_MS.get(interval)
+        try:
+            start, end, limit = int(q["start"]), int(q["end"]), int(q.get("limit", "1440"))
+        except (KeyError, ValueError):
+            step = None
+        if step is None or not 1 <= limit <= 1440 or start % step or end % step or end <= start:
+            self.misses["candles"] += 1
+            return self._answer(await self.rest.get(path, q))  # the exchange's own answer (errors included)
+        cache = self._cache((market, interval))
+        rows = cache.serve(start, end, limit)
+        if rows is not None:
+            self.hits["candles"] += 1
+            return web.Response(text="[" + ",".join(rows) + "]", content_type="application/json",
+                                headers=self.budget.headers())
+        self.misses["candles"] += 1
+        covered = cache.covered_end(start)
+        fetch_from = covered if covered is not None else start
+        params = dict(q, start=str(fetch_from))
+        answer = await self.rest.get(path, params)
+        if isinstance(answer, Refused) or answer.status != 200 or not _valid_rows(answer.body):
+            return self._answer(answer)
+        cache.add_page(answer.body, fetch_from, end, limit, answer.sent_exchange_ms)
+        if fetch_from == start:
+            return self._json(answer.body)
+        head = cache.rows_text(start, fetch_from, limit)  # newest first, all older than the tail
+        merged = [row_text(row) for row in answer.body] + head
+        return web.Response(text="[" + ",".join(merged[:limit]) + "]", content_type="application/json",
+                            headers=self.budget.headers())
+
+    # --- WebSocket ----------------------------------------------------------------------------------------
+    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        if not self.stream.connected.is_set():
+            return web.json_response(DOWN_BODY, status=503)
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        pairs: set[Pair] = set()
+        self.clients[ws] = pairs
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    await ws.send_str(json.dumps({"event": "error", "errorCode": 102, "error": "Invalid JSON."}))
+                    continue
+                action = data.get("action") if isinstance(data, dict) else None
+                if action in ("subscribe", "unsubscribe"):
+                    await self._on_subscription(ws, pairs, action, data)
+                elif action == "getTime":
+                    await ws.send_str(json.dumps({"action": "getTime", "response": {"time": self.clock.now_ms()}}))
+        finally:
+            self.clients.pop(ws, None)
+            for pair in pairs:
+                self.stream.release(pair)
+        return ws
+
+    async def _on_subscription(self, ws: web.WebSocketResponse, pairs: set[Pair], action: str,
+                               data: dict[str, Any]) -> None:
+        wanted = {(m, i) for m, i in listed_pairs({"candles": {
+            iv: ch.get("markets") for ch in data.get("channels") or [] if isinstance(ch, dict)
+            and ch.get("name") == "candles" for iv in ch.get("interval") or []}}) if i in INTERVAL_MS}
+        if not wanted:
+            await ws.send_str(json.dumps({"event": "error", "errorCode": 205, "error": "Invalid parameter: channels"}))
+            return
+        if action == "subscribe":
+            added = [pair for pair in sorted(wanted - pairs) if await self.stream.acquire(pair)]
+            if not added and not wanted & pairs:
+                await ws.send_str(json.dumps({"event": "error", "errorCode": 205,
+                                              "error": "Invalid parameter: channels"}))
+                return
+            pairs.update(added)
+        else:
+            for pair in wanted & pairs:
+                pairs.discard(pair)
+                self.stream.release(pair)
+        by_interval: dict[str, list[str]] = {}
+        for market, interval in sorted(pairs):
+            by_interval.setdefault(interval, []).append(market)
+        await ws.send_str(json.dumps({"event": f"{action}d",
+                                      "subscriptions": {"candles": by_interval} if by_interval else {}}))
+
+    async def _on_frame(self, text: str, message: dict[str, Any]) -> None:
+        pair = (message.get("market"), message.get("interval"))
+        if not isinstance(pair[0], str) or pair[1] not in INTERVAL_MS:
+            return
+        cache = self._cache(pair)  # type: ignore[arg-type]
+        rows = message.get("candle")
+        if isinstance(rows, list):
+            for row in rows:
+                if isinstance(row, list) and len(row) >= 6 and isinstance(row[0], int):
+                    cache.on_stream(row)
+                    self.clock.observe(row[0])
+        self._last_frame[pair] = time.monotonic()  # type: ignore[index]
+        for ws, wanted in list(self.clients.items()):
+            if pair in wanted and not ws.closed:
+                try:
+                    await ws.send_str(text)
+                except (ConnectionError, RuntimeError):
+                    pass
+
+    async def _on_connection(self, connected: bool) -> None:
+        if connected:
+            return
+        for cache in self.caches.values():
+            cache.stream_lost()
+        for ws in list(self.clients):
+            await ws.close(code=1012, message=b"upstream connection lost")
+
+    # --- state for metrics --------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "upstream_connected": 1 if self.stream.connected.is_set() else 0,
+            "upstream_connects": self.stream.connects,
+            "weight_used": self.budget.used_total, "weight_remaining": self.budget.remaining(),
+            "weight_limit": self.budget.limit, "refused": self.refusals,
+            "upstream_rate_limited": self.budget.rate_limited_total, "coalesced": self.rest.coalesced,
+            "upstream_requests": dict(self.rest.requests_by_path),
+            "hits": dict(self.hits), "misses": dict(self.misses),
+            "clients": len(self.clients), "subscriptions": len(self.stream.wanted),
+            "data_age": {pair: now - t for pair, t in self._last_frame.items()},
+            "cached_candles": {pair: len(cache) for pair, cache in self.caches.items()},
+        }
