@@ -163,6 +163,16 @@ def _stop_during_startup(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _log_to_files(message: str) -> None:
+    """An ERROR record for the worker's log files only (the console handler, or Python's last-resort handler when
+    logging is not set up yet, would print it to stderr a second time)."""
+    logger = logging.getLogger("papertrader")
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``papertrader`` console script."""
     # First thing: as PID 1 (a container without an init) the kernel ignores SIGTERM unless a handler exists, so
@@ -190,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"papertrader: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except (CandleFileError, LedgerError) as exc:
-        logging.getLogger("papertrader").error("%s", exc)
+        _log_to_files(str(exc))  # errors.log keeps it; stderr gets the one line below, not a second copy
         print(f"papertrader: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
