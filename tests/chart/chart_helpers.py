@@ -47,3 +47,9 @@ def render(*extra: str) -> list[dict]:
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d.get("kind") == kind]
+
+
+def operator_object(docs: list[dict], kind: str) -> dict:
+    """The operator's Deployment or Service (the market gateway has one of each too)."""
+    (found,) = [d for d in by_kind(docs, kind) if d["metadata"]["name"] == f"{RELEASE}-operator"]
+    return found

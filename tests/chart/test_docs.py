@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from chart_helpers import CHART, ROOT, by_kind, render
+from chart_helpers import CHART, ROOT, by_kind, operator_object, render
 
 DEPLOY = ROOT / "docs" / "deploy.md"
 
@@ -43,7 +43,7 @@ def test_referenced_files_exist():
 
 def test_names_in_the_docs_match_the_chart(default_docs):
     text = DEPLOY.read_text()
-    (dep,) = by_kind(default_docs, "Deployment")
+    dep = operator_object(default_docs, "Deployment")
     assert f"deployment/{dep['metadata']['name']}" in text
     assert "kubectl get pt" in text or "get pt" in text
     crd = by_kind(default_docs, "CustomResourceDefinition")[0]["metadata"]["name"]

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from chart_helpers import ALL_FEATURES, CHART, NAMESPACE, by_kind, helm_template, render, run, tool
+from chart_helpers import ALL_FEATURES, CHART, NAMESPACE, by_kind, helm_template, operator_object, render, run, tool
 from monitoring_schemas import SCHEMAS
 
 K8S_VERSION = "1.34.0"
@@ -34,7 +34,8 @@ def test_helm_lint_strict(values):
 def test_default_render_has_operator_and_no_optional_objects(default_docs):
     kinds = sorted(d["kind"] for d in default_docs)
     assert kinds == sorted(["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                            "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy"]), kinds
+                            "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
+                            "Deployment", "Service"]), kinds  # the second Deployment/Service: the market gateway
 
 
 def test_all_features_render_has_every_optional_object(all_docs):
@@ -102,7 +103,7 @@ def test_example_papertrader_matches_the_crd_schema(all_docs):
 # --- the operator Deployment ----------------------------------------------------------------------------------------
 
 def test_operator_deployment(rendered):
-    (dep,) = by_kind(rendered, "Deployment")
+    dep = operator_object(rendered, "Deployment")
     spec = dep["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
@@ -152,9 +153,9 @@ def test_operator_settings_reach_the_operator(all_docs):
 
 
 def test_watch_namespaces_become_flags_and_roles(default_docs, all_docs):
-    (dep,) = by_kind(default_docs, "Deployment")
+    dep = operator_object(default_docs, "Deployment")
     assert "--all-namespaces" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
-    (dep,) = by_kind(all_docs, "Deployment")
+    dep = operator_object(all_docs, "Deployment")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--all-namespaces" not in args
     assert {"--namespace=papertrader", "--namespace=trading-lab"} <= set(args)
@@ -264,7 +265,7 @@ def test_pod_monitor_targets_worker_pods_and_adds_trader_label(all_docs):
 
 def test_service_monitor_selects_the_operator_service(all_docs):
     (sm,) = by_kind(all_docs, "ServiceMonitor")
-    (svc,) = by_kind(all_docs, "Service")
+    svc = operator_object(all_docs, "Service")
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [svc["metadata"]["namespace"]]}
     assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
@@ -342,3 +343,28 @@ def test_worker_pod_disruption_budget_per_namespace():
                                                           "app.kubernetes.io/managed-by": "papertrader-operator"}
     assert not [d for d in render("--set", "podDisruptionBudget.enabled=false")
                 if d and d.get("kind") == "PodDisruptionBudget"]
+
+
+def test_market_gateway_runs_locked_down_and_the_operator_points_workers_at_it():
+    from tests.chart.chart_helpers import render
+
+    docs = [d for d in render() if d]
+    gateway = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "papertrader-market-gateway")
+    pod = gateway["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["market-gateway"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GATEWAY_REST_BUDGET"] == "600" and env["BITVAVO_WS_URL"] == "wss://ws.bitvavo.com/v2/"
+    service = next(d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "papertrader-market-gateway")
+    assert service["spec"]["selector"] == gateway["spec"]["selector"]["matchLabels"]
+    operator = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "papertrader-operator")
+    operator_env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert operator_env["PAPERTRADER_MARKET_GATEWAY_URL"] == "http://papertrader-market-gateway.papertrader.svc:8080"
+
+    off = [d for d in render("--set", "marketGateway.enabled=false") if d]
+    assert [d["metadata"]["name"] for d in by_kind(off, "Deployment")] == ["papertrader-operator"]
+    off_env = by_kind(off, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "PAPERTRADER_MARKET_GATEWAY_URL" not in {e["name"] for e in off_env}
