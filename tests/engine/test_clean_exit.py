@@ -61,3 +61,28 @@ def test_unwritable_state_dir_is_one_line_and_exit_2(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].endswith(f"state directory {state} is not writable (Not a directory); mount "
                                                  "a writable volume there or set STATE_DIR"), proc.stderr
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["earlier-run", "fresh"])
+def test_read_only_state_dir_is_one_line_and_exit_2(tmp_path, existing):
+    """A state directory on a read-only mount (a real one: a read-only bind mount in a private mount namespace,
+    since mode bits do not stop root): one line naming it, exit 2, no traceback, the earlier run untouched."""
+    state = tmp_path / "state"
+    if existing:
+        first = subprocess.run(_cli(state, "--source", "synthetic", "--symbol", "BTC-EUR", "--max-candles", "60"),
+                               capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr[-2000:]
+        target, before = state, (state / "state.db").read_bytes()
+    else:
+        target = tmp_path / "ro"
+        target.mkdir()
+        state = target / "state"
+    cli = " ".join(_cli(state, "--source", "synthetic", "--symbol", "BTC-EUR", "--max-candles", "90"))
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {target} {target} && exec {cli}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].endswith(f"state directory {state} is not writable (Read-only file "
+                                                 "system); mount a writable volume there or set STATE_DIR"), lines
+    if existing:
+        assert (state / "state.db").read_bytes() == before
