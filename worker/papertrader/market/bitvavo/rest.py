@@ -24,6 +24,7 @@ from papertrader.market.bitvavo.parse import (
     parse_rest_candles,
 )
 from papertrader.market.bitvavo.ratelimit import RateLimiter
+from papertrader.market.bitvavo.session import LazySession
 from papertrader.market.candle import Candle
 
 log = logging.getLogger("papertrader.market.bitvavo")
@@ -55,28 +56,20 @@ class BitvavoRest:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
         self.limiter = limiter
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self._http = LazySession(timeout_s)
         self.pages = 0
         self.candles_fetched = 0
         self.errors = 0
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def get(self, path: str, params: dict[str, Any] | None = None, weight: int = 1) -> Any:
         """GET ``path`` and return the decoded JSON body; raises RestError / RateLimitedError."""
         await self.limiter.acquire(weight)
         url = f"{self.base_url}/{path.lstrip('/')}"
         try:
-            async with self._client().get(url, params=params) as response:
+            async with self._http.session().get(url, params=params) as response:
                 self.limiter.update(response.headers)
                 text = await response.text()
                 status = response.status

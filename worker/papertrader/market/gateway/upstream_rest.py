@@ -19,6 +19,7 @@ import aiohttp
 
 from papertrader.market.bitvavo.clock import ExchangeClock
 from papertrader.market.bitvavo.parse import api_error
+from papertrader.market.bitvavo.session import LazySession
 from papertrader.market.gateway.budget import WeightBudget
 
 log = logging.getLogger("papertrader.gateway")
@@ -50,22 +51,14 @@ class UpstreamRest:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
         self.budget = budget
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self._http = LazySession(timeout_s)
         self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[Answer | Refused]] = {}
         self.requests_by_path: dict[str, int] = {}
         self.coalesced = 0
         self.failures = 0
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> Answer | Refused:
         """GET ``path`` (relative to the base URL); identical requests in flight are sent once."""
@@ -88,7 +81,7 @@ class UpstreamRest:
         sent_local = time.monotonic()
         sent_ms = self.budget.now() - int(self.clock.round_trip_ms * max(self.clock.rate, 1.0))
         try:
-            async with self._client().get(f"{self.base_url}/{path}", params=params) as response:
+            async with self._http.session().get(f"{self.base_url}/{path}", params=params) as response:
                 text = await response.text()
                 status, headers = response.status, response.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
