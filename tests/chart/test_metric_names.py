@@ -1,7 +1,8 @@
 """Every metric name an alert or a dashboard panel queries must be one the worker or the operator exports.
 
-The names come from the exporters themselves: `papertrader.observability.metrics.exported_metric_names()` (worker)
-and `papertrader_operator.metrics.exported_metric_names()` (operator), plus `up`, which Prometheus writes for
+The names come from the exporters themselves: `papertrader.observability.metrics.exported_metric_names()` (worker),
+`papertrader.market.gateway.metrics.exported_metric_names()` (market gateway) and
+`papertrader_operator.metrics.exported_metric_names()` (operator), plus `up`, which Prometheus writes for
 every scrape target. Names in queries are found with the small scanner in chart_promql.py."""
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def _exported(module_name: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
-    return (_exported("papertrader.observability.metrics") | _exported("papertrader_operator.metrics")
-            | PROMETHEUS_SYNTHETIC)
+    return (_exported("papertrader.observability.metrics") | _exported("papertrader.market.gateway.metrics")
+            | _exported("papertrader_operator.metrics") | PROMETHEUS_SYNTHETIC)
 
 
 def unknown_names(queried: set[str], exported: set[str]) -> set[str]:
@@ -126,12 +127,14 @@ TARGET_LABELS = {"job", "namespace", "pod", "container", "endpoint", "instance",
 
 @pytest.fixture(scope="module")
 def metric_labels() -> dict[str, set[str]]:
-    """Metric family name -> its own label names, from the worker's METRICS table and the operator's metrics."""
+    """Metric family name -> its own label names, from the worker's and the gateway's METRICS tables and the
+    operator's metrics."""
     from prometheus_client.metrics import MetricWrapperBase
 
     worker = importlib.import_module("papertrader.observability.metrics")
     operator = importlib.import_module("papertrader_operator.metrics")
-    labels = {name: set(spec[2]) for name, spec in worker.METRICS.items()}
+    gateway = importlib.import_module("papertrader.market.gateway.metrics")
+    labels = {name: set(spec[2]) for table in (worker.METRICS, gateway.METRICS) for name, spec in table.items()}
     for obj in vars(operator).values():
         if isinstance(obj, MetricWrapperBase):
             names = {obj._name, obj._name + "_total"} if obj._type == "counter" else {obj._name}
