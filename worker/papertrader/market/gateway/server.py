@@ -120,8 +120,9 @@ class Gateway:
 
     def _refused(self, refused: Refused) -> web.Response:
         self.refusals += 1
-        headers = {"bitvavo-ratelimit-limit": str(self.budget.limit), "bitvavo-ratelimit-remaining": "0",
-                   "bitvavo-ratelimit-resetat": str(refused.retry_at_ms)}
+        headers = {"bitvavo-ratelimit-limit": str(self.budget.limit), "bitvavo-ratelimit-remaining": "0"}
+        if refused.retry_at_ms > 0:  # 0: not known in exchange time yet (the worker then waits its default)
+            headers["bitvavo-ratelimit-resetat"] = str(refused.retry_at_ms)
         return web.json_response(RATE_LIMITED_BODY, status=429, headers=headers)
 
     def _answer(self, answer: Answer | Refused) -> web.Response:
