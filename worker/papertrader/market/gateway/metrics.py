@@ -24,6 +24,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "papertrader_gateway_cache_misses_total": ("counter", "Requests that needed the exchange, by endpoint",
                                                ("endpoint",)),
     "papertrader_gateway_clients": ("gauge", "Connected WebSocket clients", ()),
+    "papertrader_gateway_slow_clients_closed_total": ("counter", "Clients closed (1013) for not reading their frames",
+                                                      ()),
     "papertrader_gateway_subscriptions": ("gauge", "(market, interval) pairs subscribed upstream", ()),
     "papertrader_gateway_data_age_seconds": ("gauge", "Seconds since the last upstream update, by pair",
                                              ("market", "interval")),
@@ -58,6 +60,7 @@ class _Snapshot(Collector):
                           ("papertrader_gateway_upstream_rate_limited_total", "upstream_rate_limited"),
                           ("papertrader_gateway_coalesced_total", "coalesced"),
                           ("papertrader_gateway_clients", "clients"),
+                          ("papertrader_gateway_slow_clients_closed_total", "slow_clients_closed"),
                           ("papertrader_gateway_subscriptions", "subscriptions")):
             family = self._family(name)
             family.add_metric([], float(s[key]))
