@@ -226,6 +226,7 @@ async def run_fleet(tmp: Path, plan_: Plan, via_gateway: bool, disturb: Disturba
     worker's trades.csv bytes and accepted candles, the fake's WebSocket connections,
     REST weight (all and during warm-up) and requests, the gateway's metrics at the end."""
     name = "gw" if via_gateway else "direct"
+    tmp.mkdir(parents=True, exist_ok=True)
     fake = await make_fake(set(plan_), max_candles).start()
     extra: dict[str, Any] = {} if via_gateway else {"BITVAVO_REST_URL": fake.rest_url, "BITVAVO_WS_URL": fake.ws_url}
     port = free_port() if via_gateway else 0

@@ -149,16 +149,27 @@ async def test_low_budget_and_exchange_429_no_worker_crashes_or_hammers(tmp_path
     assert_same_trades(CI_PLAN, direct, via)  # every worker exited 0 and caught up after the reset
 
 
+FULL_MAX = {"1m": 300, "5m": 150, "15m": 80}  # long enough for most 5m and 15m workers to trade
+
+
 @pytest.mark.slow
 async def test_fleet_full_size(tmp_path: Path) -> None:
-    direct_run, via = await asyncio.gather(fleet.run_fleet(tmp_path, FULL_PLAN, via_gateway=False),
-                                           fleet.run_fleet(tmp_path, FULL_PLAN, via_gateway=True))
+    """50 workers: straight vs through the gateway (at once), then through the gateway with all 50 restarted."""
+    direct_run, via = await asyncio.gather(
+        fleet.run_fleet(tmp_path / "a", FULL_PLAN, via_gateway=False, max_candles=FULL_MAX, timeout=600),
+        fleet.run_fleet(tmp_path / "b", FULL_PLAN, via_gateway=True, max_candles=FULL_MAX, timeout=600))
     print(f"\nfleet {len(FULL_PLAN)} workers: fake WS connections direct={direct_run['ws_connections']} "
           f"gateway={via['ws_connections']}; REST weight direct={direct_run['weight']} gateway={via['weight']} "
           f"(warm-up: {direct_run['warmup_weight']} vs {via['warmup_weight']})")
     assert via["ws_connections"] == 1
     assert via["weight"] * 3 < direct_run["weight"]
     assert_same_trades(FULL_PLAN, direct_run, via)
+    restarted = await fleet.run_fleet(tmp_path / "c", FULL_PLAN, via_gateway=True, max_candles=FULL_MAX,
+                                      disturb=restart_all_workers, timeout=600)
+    print(f"all {len(FULL_PLAN)} workers restarted at once: {restarted['restart_requests']} REST requests reached "
+          f"the exchange besides the gateway's own {restarted['restart_time_requests']} clock syncs")
+    assert restarted["restart_requests"] <= len(set(FULL_PLAN)) // 2
+    assert_same_trades(FULL_PLAN, direct_run, restarted)
 
 
 def test_operator_gateway_env_respects_extra_config() -> None:
