@@ -14,6 +14,7 @@ Used by the worker's own Telegram notifier (notify/telegram.py), by the worker's
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import itertools
 import time
@@ -78,6 +79,8 @@ class Outbox:
         self.sent: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
         self.dropped: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
         self.aggregated = 0
+        #: drops by reason: hourly_limit, queue_full, evicted (by a more important message), send_failed
+        self.drop_reasons: collections.Counter[str] = collections.Counter()
         self._heap: list[Notification] = []
         self._seq = itertools.count()
         self._errors: dict[tuple[str, str], _PendingError] = {}
@@ -98,7 +101,7 @@ class Outbox:
         if level > 0:
             limits = [lim for lim in (self.limits, *extra_limits) if lim is not None]
             if not all(lim.allows(category) for lim in limits):
-                self.dropped[category] += 1
+                self._drop(category, "hourly_limit")
                 return False
             for lim in limits:
                 lim.record(category)
@@ -106,14 +109,18 @@ class Outbox:
         if len(self._heap) >= self.max_queue:
             worst = max(self._heap)
             if worst.priority <= level:  # nothing of lower importance to evict
-                self.dropped[category] += 1
+                self._drop(category, "queue_full")
                 return False
             self._heap.remove(worst)
             heapq.heapify(self._heap)
-            self.dropped[worst.category] += 1
+            self._drop(worst.category, "evicted")
         heapq.heappush(self._heap, item)
         self._wake.set()
         return True
+
+    def _drop(self, category: str, reason: str) -> None:
+        self.dropped[category] += 1
+        self.drop_reasons[reason] += 1
 
     def error(self, kind: str, message: str, priority: str = "high", *, source: str = "", count: int = 1) -> None:
         """An error to report; identical ones within the aggregation window become one message."""
@@ -133,15 +140,18 @@ class Outbox:
         if source:
             entry.sources[source] = None
 
-    def flush_errors(self, force: bool = False, extra_limits: Callable[[str], Iterable[HourlyLimits]] | None = None
-                     ) -> None:
-        """Queue the aggregated errors whose window has passed (all of them with ``force``)."""
+    def flush_errors(self, force: bool = False,
+                     extra_limits: Callable[[list[str]], Iterable[HourlyLimits]] | None = None) -> None:
+        """Queue the aggregated errors whose window has passed (all of them with ``force``); ``extra_limits`` gives
+        the limits that apply besides the outbox's own, from the error's sources."""
         now = time.monotonic()
         for key, entry in list(self._errors.items()):
             if force or now - entry.first >= self.aggregation_window:
                 del self._errors[key]
-                text = error_text(key[0], entry.message, entry.count, self.aggregation_window, list(entry.sources))
-                self.notify("error", text, entry.priority, error=(key[0], entry.message, entry.count))
+                sources = list(entry.sources)
+                text = error_text(key[0], entry.message, entry.count, self.aggregation_window, sources)
+                self.notify("error", text, entry.priority, error=(key[0], entry.message, entry.count),
+                            extra_limits=extra_limits(sources) if extra_limits is not None else ())
 
     async def next(self) -> Notification:
         """The most important queued message (waits for one)."""
@@ -165,15 +175,15 @@ class Outbox:
             if await send(item):
                 self.sent[item.category] += 1
             else:
-                self.dropped[item.category] += 1
+                self._drop(item.category, "send_failed")
 
-    async def aggregate(self) -> None:
+    async def aggregate(self, extra_limits: Callable[[list[str]], Iterable[HourlyLimits]] | None = None) -> None:
         """Forever: flush the aggregated errors as their windows pass."""
         tick = min(1.0, max(0.05, self.aggregation_window / 4)) if self.aggregation_window > 0 else 1.0
         while True:
             await asyncio.sleep(tick)
             if self._errors:
-                self.flush_errors()
+                self.flush_errors(extra_limits=extra_limits)
 
 
 def error_text(kind: str, message: str, count: int, window: float, sources: list[str]) -> str:
