@@ -65,6 +65,7 @@ class FleetForwarder:
         self.backoff_base = 0.2
         self.backoff_max = 5.0
         self.timeout = aiohttp.ClientTimeout(total=5)
+        self.critical_timeout = aiohttp.ClientTimeout(total=40)  # the notifier holds a critical up to 30 s
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unreachable_since: float | None = None
@@ -122,7 +123,7 @@ class FleetForwarder:
         started = time.monotonic()
         attempt = 0
         while True:
-            problem = await self._post(body)
+            problem = await self._post(body, critical)
             if problem == REFUSED:
                 return False
             if problem is None:
@@ -142,11 +143,13 @@ class FleetForwarder:
                 return False
             await asyncio.sleep(min(self.backoff_max, self.backoff_base * 2 ** min(attempt - 1, 6)))
 
-    async def _post(self, body: dict[str, Any]) -> str | None:
-        """None when the notifier took the message, REFUSED when it never will, else what went wrong."""
+    async def _post(self, body: dict[str, Any], critical: bool) -> str | None:
+        """None when the notifier took the message, REFUSED when it never will, else what went wrong. The notifier
+        answers a critical one only once Telegram has it, so a notifier killed before that means a retry."""
         assert self._session is not None
+        timeout = self.critical_timeout if critical else self.timeout
         try:
-            async with self._session.post(f"{self.url}/v1/notifications", json=body) as response:
+            async with self._session.post(f"{self.url}/v1/notifications", json=body, timeout=timeout) as response:
                 if response.status < 300:
                     return None
                 if 400 <= response.status < 500 and response.status != 429:

@@ -39,6 +39,12 @@ class Notification:
     created: float = field(compare=False, default_factory=time.monotonic)
     #: for an (aggregated) error: its kind, message and how many times it occurred
     error: tuple[str, str, int] | None = field(compare=False, default=None)
+    #: resolved with whether the transport delivered it (the fleet notifier acknowledges criticals only then)
+    ack: asyncio.Future[bool] | None = field(compare=False, default=None)
+
+    def settle(self, delivered: bool) -> None:
+        if self.ack is not None and not self.ack.done():
+            self.ack.set_result(delivered)
 
 
 class HourlyLimits:
@@ -93,8 +99,10 @@ class Outbox:
         return len(self._errors)
 
     def notify(self, category: str, text: str, priority: str = "normal", *,
-               extra_limits: Iterable[HourlyLimits] = (), error: tuple[str, str, int] | None = None) -> bool:
-        """Queue a message; False when it was dropped (over an hourly limit, queue full)."""
+               extra_limits: Iterable[HourlyLimits] = (), error: tuple[str, str, int] | None = None,
+               ack: asyncio.Future[bool] | None = None) -> bool:
+        """Queue a message; False when it was dropped (over an hourly limit, queue full). ``ack`` is resolved when
+        the message was sent (True) or given up (False)."""
         if category not in self.sent:
             category = "system"
         level = PRIORITIES.get(priority, 2)
@@ -102,18 +110,22 @@ class Outbox:
             limits = [lim for lim in (self.limits, *extra_limits) if lim is not None]
             if not all(lim.allows(category) for lim in limits):
                 self._drop(category, "hourly_limit")
+                if ack is not None and not ack.done():
+                    ack.set_result(False)
                 return False
             for lim in limits:
                 lim.record(category)
-        item = Notification(level, next(self._seq), category, text[:MAX_TEXT], error=error)
+        item = Notification(level, next(self._seq), category, text[:MAX_TEXT], error=error, ack=ack)
         if len(self._heap) >= self.max_queue:
             worst = max(self._heap)
             if worst.priority <= level:  # nothing of lower importance to evict
                 self._drop(category, "queue_full")
+                item.settle(False)
                 return False
             self._heap.remove(worst)
             heapq.heapify(self._heap)
             self._drop(worst.category, "evicted")
+            worst.settle(False)
         heapq.heappush(self._heap, item)
         self._wake.set()
         return True
@@ -172,10 +184,12 @@ class Outbox:
                 await asyncio.sleep(1.0)
                 continue
             item = heapq.heappop(self._heap)
-            if await send(item):
+            delivered = await send(item)
+            if delivered:
                 self.sent[item.category] += 1
             else:
                 self._drop(item.category, "send_failed")
+            item.settle(delivered)
 
     async def aggregate(self, extra_limits: Callable[[list[str]], Iterable[HourlyLimits]] | None = None) -> None:
         """Forever: flush the aggregated errors as their windows pass."""

@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from papertrader.notify.outbox import CATEGORIES, PRIORITIES, HourlyLimits, Notification, Outbox, stop_tasks
+from papertrader.notify.outbox import (CATEGORIES, PRIORITIES, HourlyLimits, Notification, Outbox, error_text,
+                                       stop_tasks)
 from papertrader.notify.telegram import TelegramBot
 
 
@@ -95,8 +96,9 @@ class Router:
         self._started = False
 
     # --- accepting ---------------------------------------------------------------------------------------------
-    def accept(self, body: Any) -> bool:
-        """Take one POSTed notification; False when the policy dropped it. Raises :class:`BadNotification`."""
+    def accept(self, body: Any) -> bool | asyncio.Future[bool]:
+        """Take one POSTed notification: False when the policy dropped it, True when queued; for a critical one a
+        future resolved once Telegram took it (the worker retries until then). Raises :class:`BadNotification`."""
         note = parse(body)
         self.received[note["category"]] += 1
         trader, symbol = note["trader"], note["symbol"]
@@ -107,12 +109,19 @@ class Router:
                 self.trader_limits[trader] = HourlyLimits({**self.fleet_limits.limits, **note["limits"]})
         outbox = self.outbox(note["chat_id"] or self.default_chat)
         source = "/".join(part for part in (trader, symbol) if part)
+        critical = note["priority"] == "critical"
         if "error" in note:
             kind, message, count = note["error"]
-            outbox.error(kind, message, note["priority"], source=source, count=count)
-            return True
-        text = f"{source}: {note['text']}" if source else note["text"]
-        return outbox.notify(note["category"], text, note["priority"], extra_limits=self._limits_of([source]))
+            if not critical:  # a critical error is not held back for aggregation
+                outbox.error(kind, message, note["priority"], source=source, count=count)
+                return True
+            text = error_text(kind, message, count, outbox.aggregation_window, [source] if source else [])
+        else:
+            text = f"{source}: {note['text']}" if source else note["text"]
+        ack: asyncio.Future[bool] | None = asyncio.get_running_loop().create_future() if critical else None
+        queued = outbox.notify(note["category"], text, note["priority"], extra_limits=self._limits_of([source]),
+                               error=note.get("error"), ack=ack)
+        return ack if ack is not None else queued
 
     def _limits_of(self, sources: Iterable[str]) -> list[HourlyLimits]:
         traders = {source.split("/", 1)[0] for source in sources}

@@ -32,6 +32,7 @@ log = logging.getLogger("papertrader.notifier")
 
 DEFAULT_PORT = 8767
 DEFAULT_LIMITS = {"error": 30, "trade": 100, "status": 10, "system": 30}
+CRITICAL_ACK_SECONDS = 30.0  # a critical POST waits this long for Telegram before the worker is told to retry
 DROP_REASONS = ("hourly_limit", "queue_full", "evicted", "send_failed", "bad_request")
 
 
@@ -131,6 +132,12 @@ class Notifier:
         except (ValueError, BadNotification) as exc:
             self.router.refused += 1
             return web.json_response({"error": str(exc)[:200]}, status=400)
+        if isinstance(accepted, asyncio.Future):  # critical: answered once Telegram has it (or gave up on it)
+            try:
+                delivered = await asyncio.wait_for(asyncio.shield(accepted), CRITICAL_ACK_SECONDS)
+            except asyncio.TimeoutError:
+                return web.json_response({"error": "not delivered yet; retry"}, status=503)
+            return web.json_response({"accepted": True, "delivered": delivered}, status=200 if delivered else 202)
         return web.json_response({"accepted": accepted}, status=202)
 
     async def _healthz(self, _request: web.Request) -> web.Response:
