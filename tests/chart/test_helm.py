@@ -417,5 +417,9 @@ def test_notifier_is_one_locked_down_replica_with_least_rbac_and_the_operator_po
     assert name not in {d["metadata"]["name"] for d in off}
     off_env = operator_object(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert "PAPERTRADER_NOTIFIER_URL" not in {e["name"] for e in off_env}
+    monitored = [d for d in render(*secret, "--set", "monitoring.serviceMonitor.enabled=true") if d]
+    (monitor,) = [d for d in by_kind(monitored, "ServiceMonitor") if d["metadata"]["name"] == name]
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert monitor["spec"]["endpoints"][0]["relabelings"][0]["replacement"] == "papertrader-notifier"
     missing = helm_template("--set", "notifier.enabled=true", check=False)
     assert missing.returncode != 0 and "existingSecret" in missing.stderr

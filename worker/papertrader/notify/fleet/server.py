@@ -170,6 +170,28 @@ class Notifier:
         await self.directory.close()
 
 
+#: name -> (type, help, labels) of what the notifier exports on /metrics
+METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "papertrader_notifier_received": ("counter", "Notifications POSTed by workers", ("category",)),
+    "papertrader_notifier_sent": ("counter", "Messages Telegram accepted", ("category",)),
+    "papertrader_notifier_dropped": ("counter", "Notifications not sent, by reason", ("reason",)),
+    "papertrader_notifier_rate_limited": ("counter", "Telegram 429 answers (waited retry_after)", ()),
+    "papertrader_notifier_commands": ("counter", "Chat commands, by command and result", ("command", "result")),
+    "papertrader_notifier_queued": ("gauge", "Messages waiting (queued or being aggregated)", ()),
+}
+
+
+def exported_metric_names() -> list[str]:
+    """The series names on /metrics (counters with their ``_total``), for the chart's dashboard checks."""
+    return [f"{name}_total" if kind == "counter" else name for name, (kind, _, _) in METRICS.items()]
+
+
+def _family(name: str) -> Any:
+    kind, text, labels = METRICS[name]
+    cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+    return cls(name, text, labels=list(labels))
+
+
 class _Collector:
     """papertrader_notifier_* from the router's and the bot's counters."""
 
@@ -178,27 +200,22 @@ class _Collector:
 
     def collect(self) -> Iterator[Any]:
         router = self.notifier.router
-        received = CounterMetricFamily("papertrader_notifier_received", "Notifications POSTed by workers",
-                                       labels=["category"])
-        sent = CounterMetricFamily("papertrader_notifier_sent", "Messages Telegram accepted", labels=["category"])
+        received, sent = _family("papertrader_notifier_received"), _family("papertrader_notifier_sent")
         sent_totals = router.totals("sent")
         for category in CATEGORIES:
             received.add_metric([category], router.received[category])
             sent.add_metric([category], sent_totals[category])
-        dropped = CounterMetricFamily("papertrader_notifier_dropped", "Notifications not sent, by reason",
-                                      labels=["reason"])
+        dropped = _family("papertrader_notifier_dropped")
         reasons = router.totals("drop_reasons")
         reasons["bad_request"] = router.refused
         for reason in DROP_REASONS:
             dropped.add_metric([reason], reasons[reason])
-        rate_limited = CounterMetricFamily("papertrader_notifier_rate_limited",
-                                           "Telegram 429 answers (waited retry_after)")
+        rate_limited = _family("papertrader_notifier_rate_limited")
         rate_limited.add_metric([], self.notifier.bot.rate_limited)
-        commands = CounterMetricFamily("papertrader_notifier_commands", "Chat commands, by command and result",
-                                       labels=["command", "result"])
+        commands = _family("papertrader_notifier_commands")
         for (command, result), count in sorted(self.notifier.command_counts.items()):
             commands.add_metric([command, result], count)
-        queued = GaugeMetricFamily("papertrader_notifier_queued", "Messages waiting (queued or being aggregated)")
+        queued = _family("papertrader_notifier_queued")
         queued.add_metric([], router.queued())
         yield from (received, sent, dropped, rate_limited, commands, queued)
 
