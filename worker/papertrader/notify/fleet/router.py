@@ -90,6 +90,7 @@ class Router:
         self.pacer = pacer or ChatPacer()
         self.outboxes: dict[str, Outbox] = {}
         self.trader_limits: dict[str, HourlyLimits] = {}
+        self._declared: dict[str, dict[str, int]] = {}  # the limits each trader's workers declared
         self.received: collections.Counter[str] = collections.Counter()  # by category
         self.refused = 0  # bad requests
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,11 +103,9 @@ class Router:
         note = parse(body)
         self.received[note["category"]] += 1
         trader, symbol = note["trader"], note["symbol"]
-        if "limits" in note and trader:
-            current = self.trader_limits.get(trader)
-            if current is None or current.limits != note["limits"]:
-                # a category the trader does not limit falls back to the fleet's limit
-                self.trader_limits[trader] = HourlyLimits({**self.fleet_limits.limits, **note["limits"]})
+        if "limits" in note and trader and self._declared.get(trader) != note["limits"]:
+            self._declared[trader] = note["limits"]  # a category the trader does not limit: the fleet's limit
+            self.trader_limits[trader] = HourlyLimits({**self.fleet_limits.limits, **note["limits"]})
         outbox = self.outbox(note["chat_id"] or self.default_chat)
         source = "/".join(part for part in (trader, symbol) if part)
         critical = note["priority"] == "critical"
