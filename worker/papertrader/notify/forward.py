@@ -6,7 +6,8 @@ applies the hourly limits and the aggregation for the fleet; the worker only coa
 moment (up to 2 s) so a storm is not one request per log line.
 
 Bounded retry: a critical message is retried with backoff (up to 5 s apart) for NOTIFIER_RETRY_SECONDS (default
-300 s: a notifier restart), other messages get 3 attempts. What is given up is counted in
+300 s: a notifier restart); the notifier answers a critical POST only once Telegram has it, so a notifier killed in
+between means a retry (at least once, possibly twice). Other messages get 3 attempts. What is given up is counted in
 ``papertrader_notifications_dropped_total{category}`` and logged; so is what a full queue evicts (the lowest
 priority first, a critical only when the queue holds nothing but criticals).
 """
