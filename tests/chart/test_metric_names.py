@@ -29,7 +29,7 @@ def _exported(module_name: str) -> set[str]:
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
     return (_exported("papertrader.observability.metrics") | _exported("papertrader_operator.metrics")
-            | PROMETHEUS_SYNTHETIC)
+            | _exported("papertrader.notify.fleet.server") | PROMETHEUS_SYNTHETIC)
 
 
 def unknown_names(queried: set[str], exported: set[str]) -> set[str]:
@@ -126,12 +126,16 @@ TARGET_LABELS = {"job", "namespace", "pod", "container", "endpoint", "instance",
 
 @pytest.fixture(scope="module")
 def metric_labels() -> dict[str, set[str]]:
-    """Metric family name -> its own label names, from the worker's METRICS table and the operator's metrics."""
+    """Metric family name -> its own label names, from the worker's and the notifier's METRICS tables and the
+    operator's metrics."""
     from prometheus_client.metrics import MetricWrapperBase
 
     worker = importlib.import_module("papertrader.observability.metrics")
     operator = importlib.import_module("papertrader_operator.metrics")
     labels = {name: set(spec[2]) for name, spec in worker.METRICS.items()}
+    notifier = importlib.import_module("papertrader.notify.fleet.server")
+    for name, (kind, _, names) in notifier.METRICS.items():
+        labels[f"{name}_total" if kind == "counter" else name] = set(names)
     for obj in vars(operator).values():
         if isinstance(obj, MetricWrapperBase):
             names = {obj._name, obj._name + "_total"} if obj._type == "counter" else {obj._name}
