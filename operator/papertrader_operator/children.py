@@ -107,13 +107,29 @@ def render_control_secret(trader: dict[str, Any], token: str) -> dict[str, Any]:
 
 
 def _env(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [{"name": "CONTROL_TOKEN_FILE", "value": f"{s.CONTROL_DIR}/{s.CONTROL_SECRET_KEY}"}]
+    return [{"name": "CONTROL_TOKEN_FILE", "value": f"{s.CONTROL_DIR}/{s.CONTROL_SECRET_KEY}"}]
+
+
+def telegram_env(trader: str, spec: dict[str, Any], notifier_url: str = "") -> list[dict[str, Any]]:
+    """Telegram for a trader with ``spec.telegram``: with a fleet notifier, its address, the trader's name, its own
+    chat (optional key of the Secret) and limits, never the token; without one, the token and chat id."""
     telegram = spec.get("telegram")
-    if telegram:
-        env += [
-            {"name": env_name, "valueFrom": {"secretKeyRef": {"name": telegram["secretName"], "key": telegram[key]}}}
-            for env_name, key in (("TELEGRAM_BOT_TOKEN", "tokenKey"), ("TELEGRAM_CHAT_ID", "chatIdKey"))
-        ]
+    if not telegram:
+        return []
+
+    def secret_key(env_name: str, key: str, optional: bool = False) -> dict[str, Any]:
+        ref: dict[str, Any] = {"name": telegram["secretName"], "key": telegram[key]}
+        if optional:
+            ref["optional"] = True
+        return {"name": env_name, "valueFrom": {"secretKeyRef": ref}}
+
+    if not notifier_url:
+        return [secret_key("TELEGRAM_BOT_TOKEN", "tokenKey"), secret_key("TELEGRAM_CHAT_ID", "chatIdKey")]
+    env = [{"name": "NOTIFIER_URL", "value": notifier_url.rstrip("/")}, {"name": "NOTIFIER_TRADER", "value": trader},
+           secret_key("NOTIFIER_CHAT_ID", "chatIdKey", optional=True)]
+    if telegram.get("notificationsPerHour"):
+        env.append({"name": "NOTIFIER_LIMITS",
+                    "value": json.dumps(telegram["notificationsPerHour"], sort_keys=True, separators=(",", ":"))})
     return env
 
 
@@ -156,7 +172,7 @@ def render_service(trader: dict[str, Any], symbol: str) -> dict[str, Any]:
 
 def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str,
                        default_image: str = s.DEFAULT_IMAGE, config_hash: str = "",
-                       gateway_url: str = "") -> dict[str, Any]:
+                       gateway_url: str = "", notifier_url: str = "") -> dict[str, Any]:
     """The one-replica StatefulSet running the worker for `symbol`, with its state on a claim template."""
     meta = _metadata(trader, symbol)
     labels = meta["labels"]
@@ -188,7 +204,8 @@ def render_statefulset(trader: dict[str, Any], spec: dict[str, Any], symbol: str
         "imagePullPolicy": spec["imagePullPolicy"],
         "command": ["papertrader"],
         "args": _args(spec, symbol),
-        "env": _env(spec) + gateway_env(spec, gateway_url),  # never empty (the API server would drop an empty list)
+        "env": (_env(spec) + telegram_env(trader["metadata"]["name"], spec, notifier_url)
+                + gateway_env(spec, gateway_url)),  # never empty (the API server would drop an empty list)
         "ports": [{"name": "http", "containerPort": s.HTTP_PORT, "protocol": "TCP"},
                   {"name": "ws", "containerPort": s.WS_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", 10, 3),
@@ -244,11 +261,13 @@ def _hash(document: dict[str, Any]) -> str:
 
 
 def render_symbol(trader: dict[str, Any], spec: dict[str, Any], symbol: str,
-                  default_image: str = s.DEFAULT_IMAGE, gateway_url: str = "") -> list[dict[str, Any]]:
+                  default_image: str = s.DEFAULT_IMAGE, gateway_url: str = "",
+                  notifier_url: str = "") -> list[dict[str, Any]]:
     """The three children of one symbol, in creation order, from a defaulted spec."""
     configmap = render_configmap(trader, spec, symbol)
     return [configmap, render_service(trader, symbol),
-            render_statefulset(trader, spec, symbol, default_image, _hash(configmap["data"]), gateway_url)]
+            render_statefulset(trader, spec, symbol, default_image, _hash(configmap["data"]), gateway_url,
+                               notifier_url)]
 
 
 def render_children(trader: dict[str, Any], default_image: str = s.DEFAULT_IMAGE) -> list[dict[str, Any]]:

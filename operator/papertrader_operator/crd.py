@@ -135,6 +135,13 @@ SPEC_SCHEMA: dict[str, Any] = {
                 "secretName": {"type": "string", "pattern": DNS_SUBDOMAIN_PATTERN, "maxLength": 253},
                 "tokenKey": {"type": "string", "default": "token", "maxLength": 253},
                 "chatIdKey": {"type": "string", "default": "chatId", "maxLength": 253},
+                "notificationsPerHour": {
+                    "type": "object",
+                    "description": "with the fleet notifier: this trader's own hourly limits per category, on top "
+                                   "of the fleet's (critical messages ignore both)",
+                    "properties": {category: {"type": "integer", "minimum": 0, "maximum": 100000}
+                                   for category in ("error", "trade", "status", "system")},
+                },
             },
         },
         "storage": {
@@ -233,6 +240,10 @@ STATUS_SCHEMA: dict[str, Any] = {
                 "haltedGeneration": {"type": "integer"},
             },
         },
+        "entries": {"type": "string", "enum": ["open", "halted"],
+                    "description": "halted: the papertrader.io/halt-entries annotation (the notifier's /pause) "
+                                   "stops new entries on every worker"},
+        "entriesHaltReason": {"type": "string"},
     },
 }
 
@@ -242,6 +253,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Equity", "type": "string", "jsonPath": ".status.portfolio.equity"},
     {"name": "Return %", "type": "number", "jsonPath": ".status.portfolio.returnPct"},
     {"name": "Halted", "type": "boolean", "jsonPath": ".status.risk.halted"},
+    {"name": "Entries", "type": "string", "jsonPath": ".status.entries"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

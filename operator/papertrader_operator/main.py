@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="http://host:port of the market gateway; bitvavo workers get BITVAVO_REST_URL / "
                              "BITVAVO_WS_URL pointing at it unless extraConfig sets them "
                              "[PAPERTRADER_MARKET_GATEWAY_URL] (default: none, workers connect directly)")
+    parser.add_argument("--notifier-url", default=env.notifier_url,
+                        help="http://host:port of the fleet notifier; workers of a PaperTrader with spec.telegram get "
+                             "NOTIFIER_URL instead of the bot token [PAPERTRADER_NOTIFIER_URL] (default: none, they "
+                             "get the token)")
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json",
                         help="kopf log format (default: %(default)s, one JSON object per line)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -69,7 +73,7 @@ def config_from_args(args: argparse.Namespace) -> s.OperatorConfig:
         resync_interval=args.resync_interval, health_timeout=args.health_timeout,
         http_host=args.http_host, http_port=args.http_port,
         max_concurrent_reconciles=args.max_concurrent_reconciles, namespaces=tuple(args.namespace),
-        market_gateway_url=args.market_gateway_url)
+        market_gateway_url=args.market_gateway_url, notifier_url=args.notifier_url)
 
 
 def run_operator(argv: list[str] | None = None) -> int:

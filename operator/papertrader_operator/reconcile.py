@@ -77,6 +77,10 @@ def _from_status(entry: Mapping[str, Any] | None, spec: dict[str, Any]) -> tuple
     return {"portfolio": portfolio}, entry.get("lastSeen")
 
 
+def _halt_annotation(trader: Mapping[str, Any]) -> str | None:
+    return ((trader.get("metadata") or {}).get("annotations") or {}).get(s.ANNOTATION_HALT_ENTRIES)
+
+
 def _readiness(child: Mapping[str, Any] | None) -> tuple[Any, Any]:
     status = (child or {}).get("status") or {}
     return status.get("replicas"), status.get("readyReplicas")
@@ -191,7 +195,10 @@ class Runtime:
                     del store[item]
             await self._delete_children_of(key, body["metadata"].get("uid"))
         else:
+            before = self.traders.get(key)
             self.traders[key] = body
+            if before is not None and _halt_annotation(before) != _halt_annotation(body):
+                self.request(key)  # a /pause or /resume: act now, not at the next resync
         metrics.TRADERS.set(len(self.traders))
 
     def on_child_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -308,7 +315,7 @@ class Runtime:
 
         desired = {child_key(body): body for symbol in spec["symbols"]
                    for body in render_symbol(trader, spec, symbol, self.config.worker_image,
-                                                 self.config.market_gateway_url)}
+                                             self.config.market_gateway_url, self.config.notifier_url)}
         self.desired[key] = desired
         outcome = Outcome(generation=generation, paused=bool(spec["paused"]), observations=[])
         try:
@@ -328,6 +335,7 @@ class Runtime:
 
         outcome.observations = await self._observe(trader, spec)
         await self._apply_risk(trader, spec, outcome)
+        await self._apply_entries_halt(trader, outcome)
         await self._write_status(trader, outcome)
         return outcome
 
@@ -451,6 +459,20 @@ class Runtime:
             await post_event(self.kube, trader, "Normal", "RiskResumed",
                              "spec changed and the portfolio drawdown is below spec.risk.maxDrawdownPct: lifting "
                              "the portfolio halt (each worker's own halts, such as its drawdown halt, stay)")
+
+    async def _apply_entries_halt(self, trader: dict[str, Any], outcome: Outcome) -> None:
+        """Keep every reachable worker's ``trader`` halt in line with the papertrader.io/halt-entries annotation."""
+        reason = ((trader.get("metadata") or {}).get("annotations") or {}).get(s.ANNOTATION_HALT_ENTRIES)
+        outcome.entries_halt_reason = None if reason is None else (reason.strip() or "halted")
+        wanted = outcome.entries_halt_reason
+        stale = [obs for obs in outcome.observations if obs.health is not None
+                 and (obs.health.get("halts") or {}).get(s.HALT_SCOPE_TRADER) != wanted]
+        if not stale:
+            return
+        token = await self.tokens.token(trader)
+        action = "resume" if wanted is None else "halt"
+        await asyncio.gather(*[self.health.control(self._url(trader, obs), action, wanted or "annotation removed",
+                                                   scope=s.HALT_SCOPE_TRADER, token=token) for obs in stale])
 
     async def _control(self, trader: dict[str, Any], outcome: Outcome, action: str, reason: str) -> None:
         """Send the portfolio halt/resume to every reachable worker whose reported portfolio halt differs."""

@@ -18,6 +18,10 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_SYMBOL = f"{GROUP}/symbol"
 ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+#: set on a PaperTrader (value: the reason) to stop new entries on all of its workers; removed: they resume. The
+#: fleet notifier's /pause and /resume set and remove it; `kubectl annotate` does the same.
+ANNOTATION_HALT_ENTRIES = f"{GROUP}/halt-entries"
+HALT_SCOPE_TRADER = "trader"  # the workers' halt kind the operator keeps in line with the annotation
 
 HTTP_PORT = 8766
 WS_PORT = 8765
@@ -51,6 +55,7 @@ class OperatorConfig:
     max_concurrent_reconciles: int = 20
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     market_gateway_url: str = ""  # http://host:port of `papertrader market-gateway`; empty: workers go direct
+    notifier_url: str = ""  # http://host:port of `papertrader notifier`; empty: workers with spec.telegram get the token
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -65,6 +70,7 @@ class OperatorConfig:
             http_port=int(_env_float("PAPERTRADER_OPERATOR_PORT", cls.http_port)),
             max_concurrent_reconciles=int(_env_float("PAPERTRADER_MAX_CONCURRENT_RECONCILES", 20)),
             market_gateway_url=env.get("PAPERTRADER_MARKET_GATEWAY_URL", ""),
+            notifier_url=env.get("PAPERTRADER_NOTIFIER_URL", ""),
         )
 
 

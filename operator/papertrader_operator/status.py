@@ -114,6 +114,7 @@ class Outcome:
     halt_reason: str = ""
     halted_at: str | None = None
     halted_generation: int | None = None
+    entries_halt_reason: str | None = None  # the papertrader.io/halt-entries annotation
 
 
 def _conditions(out: Outcome) -> list[dict[str, Any]]:
@@ -164,7 +165,10 @@ def build_status(out: Outcome, old_status: dict[str, Any] | None) -> dict[str, A
         "symbols": [symbol_entry(obs, out.paused) for obs in out.observations],
         "risk": {"halted": out.halted},
         "symbolList": ",".join(obs.symbol for obs in out.observations),
+        "entries": "halted" if out.entries_halt_reason is not None else "open",
     }
+    if out.entries_halt_reason is not None:
+        status["entriesHaltReason"] = out.entries_halt_reason
     if out.halted:
         status["risk"].update({"reason": out.halt_reason, "haltedAt": out.halted_at or now_iso(),
                                "haltedGeneration": out.halted_generation or out.generation})

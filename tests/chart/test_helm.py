@@ -375,3 +375,58 @@ def test_market_gateway_runs_locked_down_and_the_operator_points_workers_at_it()
     assert [d["metadata"]["name"] for d in by_kind(off, "Deployment")] == ["papertrader-operator"]
     off_env = by_kind(off, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert "PAPERTRADER_MARKET_GATEWAY_URL" not in {e["name"] for e in off_env}
+
+
+def test_notifier_is_one_locked_down_replica_with_least_rbac_and_the_operator_points_workers_at_it():
+    secret = ("--set", "notifier.enabled=true", "--set", "notifier.telegram.existingSecret=tg")
+    docs = [d for d in render(*secret) if d]
+    name = "papertrader-notifier"
+    ours = [d for d in docs if d["metadata"]["name"] == name]
+    assert sorted(d["kind"] for d in ours) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
+                                               "ServiceAccount"]
+    for doc in ours:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    notifier = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == name)
+    assert notifier["spec"]["replicas"] == 1 and notifier["spec"]["strategy"] == {"type": "Recreate"}
+    pod = notifier["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["notifier"] and pod["serviceAccountName"] == name
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e for e in container["env"]}
+    # the token is a mounted file, never an environment value; the chat id comes from the same Secret
+    assert "TELEGRAM_BOT_TOKEN" not in env and env["TELEGRAM_BOT_TOKEN_FILE"]["value"].endswith("/token")
+    assert env["TELEGRAM_CHAT_ID"]["valueFrom"]["secretKeyRef"] == {"name": "tg", "key": "chatId"}
+    assert env["ERROR_NOTIFICATIONS_PER_HOUR"]["value"] == "30"
+    assert {"name": "telegram", "secret": {"secretName": "tg", "items": [{"key": "token", "path": "token"}]}} \
+        in pod["volumes"]
+    service = next(d for d in by_kind(docs, "Service") if d["metadata"]["name"] == name)
+    assert service["spec"]["selector"] == notifier["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["port"] == 8767
+    # the NetworkPolicy lets exactly these pods reach the workers' 8766
+    assert notifier["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "papertrader-notifier"
+    (role,) = [d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"] == name]
+    assert role["rules"] == [{"apiGroups": ["papertrader.io"], "resources": ["papertraders"],
+                              "verbs": ["get", "list", "patch"]}]
+    (binding,) = [d for d in by_kind(docs, "ClusterRoleBinding") if d["metadata"]["name"] == name]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": "papertrader"}]
+    operator = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "papertrader-operator")
+    operator_env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert operator_env["PAPERTRADER_NOTIFIER_URL"] == "http://papertrader-notifier.papertrader.svc:8767"
+
+    # watched namespaces: a Role per namespace instead of the ClusterRole
+    scoped = [d for d in render(*secret, "--set", "operator.watchNamespaces={a,b}") if d]
+    assert sorted(d["metadata"]["namespace"] for d in by_kind(scoped, "Role") if d["metadata"]["name"] == name) \
+        == ["a", "b"]
+    assert not [d for d in by_kind(scoped, "ClusterRole") if d["metadata"]["name"] == name]
+
+    off = [d for d in render() if d]
+    assert name not in {d["metadata"]["name"] for d in off}
+    off_env = operator_object(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "PAPERTRADER_NOTIFIER_URL" not in {e["name"] for e in off_env}
+    monitored = [d for d in render(*secret, "--set", "monitoring.serviceMonitor.enabled=true") if d]
+    (monitor,) = [d for d in by_kind(monitored, "ServiceMonitor") if d["metadata"]["name"] == name]
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert monitor["spec"]["endpoints"][0]["relabelings"][0]["replacement"] == "papertrader-notifier"
+    missing = helm_template("--set", "notifier.enabled=true", check=False)
+    assert missing.returncode != 0 and "existingSecret" in missing.stderr

@@ -2,7 +2,9 @@
 
 - :class:`FakeTelegram`: the Bot API subset the worker uses (``getMe``, ``sendMessage``, ``getUpdates``,
   ``deleteWebhook``, ``close``) at ``/bot<token>/<method>``, with the real JSON envelopes, including
-  ``429 {"ok": false, "error_code": 429, "parameters": {"retry_after": N}}`` and 5xx failures on demand.
+  ``429 {"ok": false, "error_code": 429, "parameters": {"retry_after": N}}`` and 5xx failures on demand; 409
+  Conflict to a ``getUpdates`` while another one is in flight (Telegram's one consumer per token), counted with
+  the most concurrent consumers ever seen; optionally 429 for a second message to a chat within ``chat_interval``.
 - :class:`OtlpReceiver`: an OTLP/HTTP trace receiver (``POST /v1/traces``, protobuf, optionally gzip) that
   decodes ``ExportTraceServiceRequest`` into plain span dicts.
 """
@@ -57,6 +59,16 @@ class FakeTelegram(_Server):
         self.fail_next = 0  # answer this many sendMessage calls with 502
         self.delay = 0.0  # seconds before answering sendMessage
         self.updates: list[dict[str, Any]] = []
+        # getUpdates consumers: Telegram allows one at a time per token and answers 409 to another one
+        self.polling = 0  # getUpdates requests in flight now
+        self.max_polling = 0  # the most ever in flight at once (1: a single consumer)
+        self.conflicts = 0  # 409 answers given
+        self.pollers: set[str] = set()  # peers (ip:port) that ever polled
+        # Telegram's per-chat rate: a second message to a chat within this many seconds gets 429 (0: off)
+        self.chat_interval = 0.0
+        self.long_poll_cap = 1.0  # seconds a getUpdates without updates is held (Telegram: its timeout)
+        self.chat_rate_limited = 0
+        self._last_to_chat: dict[str, float] = {}
         self._update_id = 1000
         self._message_id = 1
         self._new_update = asyncio.Event()
@@ -101,11 +113,15 @@ class FakeTelegram(_Server):
         if method == "sendMessage":
             if self.delay:
                 await asyncio.sleep(self.delay)
+            chat_key = str(params.get("chat_id"))
+            last = self._last_to_chat.get(chat_key)
+            if self.chat_interval and last is not None and time.monotonic() - last < self.chat_interval:
+                self.chat_rate_limited += 1
+                return self._too_many(1)
+            self._last_to_chat[chat_key] = time.monotonic()
             if self.rate_limit_next > 0:
                 self.rate_limit_next -= 1
-                return web.json_response({"ok": False, "error_code": 429,
-                                          "description": f"Too Many Requests: retry after {self.retry_after}",
-                                          "parameters": {"retry_after": self.retry_after}}, status=429)
+                return self._too_many(self.retry_after)
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return web.json_response({"ok": False, "error_code": 502, "description": "Bad Gateway"},
@@ -116,20 +132,40 @@ class FakeTelegram(_Server):
             return self._ok({"message_id": self._message_id, "date": int(time.time()), "text": params.get("text"),
                              "chat": {"id": int(chat) if str(chat).lstrip("-").isdigit() else 0, "type": "private"}})
         if method == "getUpdates":
-            offset = int(params.get("offset") or 0)
-            timeout = float(params.get("timeout") or 0)
-            pending = [u for u in self.updates if u["update_id"] >= offset]
-            if not pending and timeout:
-                self._new_update.clear()
-                try:
-                    await asyncio.wait_for(self._new_update.wait(), min(timeout, 1.0))
-                except asyncio.TimeoutError:
-                    pass
-                pending = [u for u in self.updates if u["update_id"] >= offset]
-            return self._ok(pending)
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            self.pollers.add(f"{peer[0]}:{peer[1]}" if peer else "?")
+            if self.polling:
+                self.conflicts += 1
+                return web.json_response({"ok": False, "error_code": 409, "description": (
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is "
+                    "running")}, status=409)
+            self.polling += 1
+            self.max_polling = max(self.max_polling, self.polling)
+            try:
+                return await self._get_updates(params)
+            finally:
+                self.polling -= 1
         if method in ("deleteWebhook", "close", "logOut"):
             return self._ok(True)
         return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+
+    def _too_many(self, retry_after: int) -> web.Response:
+        return web.json_response({"ok": False, "error_code": 429,
+                                  "description": f"Too Many Requests: retry after {retry_after}",
+                                  "parameters": {"retry_after": retry_after}}, status=429)
+
+    async def _get_updates(self, params: dict[str, Any]) -> web.Response:
+        offset = int(params.get("offset") or 0)
+        timeout = float(params.get("timeout") or 0)
+        pending = [u for u in self.updates if u["update_id"] >= offset]
+        if not pending and timeout:
+            self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), min(timeout, self.long_poll_cap))
+            except asyncio.TimeoutError:
+                pass
+            pending = [u for u in self.updates if u["update_id"] >= offset]
+        return self._ok(pending)
 
     @staticmethod
     def _ok(result: Any) -> web.Response:

@@ -51,7 +51,7 @@ def test_crd_is_a_valid_custom_resource_definition() -> None:
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Symbols", "Ready", "Equity", "Return %", "Halted", "Age"]
+        "Symbols", "Ready", "Equity", "Return %", "Halted", "Entries", "Age"]
     assert spec_schema()["required"] == ["symbols", "source"]
 
 

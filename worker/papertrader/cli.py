@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, help_text in (("train", "fit and save a model from candle files"),
                             ("operator", "run the kopf operator against the current kube context"),
                             ("fake-exchange", "serve a candle file as a local fake Bitvavo API"),
-                            ("market-gateway", "one Bitvavo market-data connection for the whole fleet")):
+                            ("market-gateway", "one Bitvavo market-data connection for the whole fleet"),
+                            ("notifier", "one Telegram bot for the whole fleet (the only holder of the token)")):
         sub = verbs.add_parser(verb, help=help_text, add_help=False)
         sub.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -145,6 +146,7 @@ _DELEGATES: dict[str, str] = {
     "operator": "papertrader_operator.main:run_operator",
     "fake-exchange": "papertrader.market.fake_exchange:main",
     "market-gateway": "papertrader.market.gateway.main:main",
+    "notifier": "papertrader.notify.fleet.server:main",
 }
 
 

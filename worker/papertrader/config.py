@@ -216,6 +216,15 @@ class Settings(BaseSettings):
     control_token_file: Path | None = Field(None, description="file holding the control token (the operator "
                                             "mounts the trader's <trader>-control Secret); wins over CONTROL_TOKEN")
     telegram_poll_commands: bool = True
+    notifier_url: str | None = Field(None, description="http://host:port of the fleet notifier (`papertrader "
+                                     "notifier`); set: notifications go there instead of to Telegram (the operator "
+                                     "sets it in a cluster)")
+    notifier_trader: str = Field("", description="the PaperTrader this worker belongs to, named in its notifications")
+    notifier_chat_id: str | None = Field(None, description="the trader's own Telegram chat (default: the notifier's)")
+    notifier_limits: str | None = Field(None, description='per-trader hourly limits as JSON, e.g. {"error": 10} '
+                                        "(the PaperTrader's spec.telegram.notificationsPerHour)")
+    notifier_retry_seconds: float = Field(300, ge=0, description="how long a critical notification is retried "
+                                          "while the notifier is unreachable (others: 3 attempts)")
     telegram_max_retries: int = Field(5, ge=0)
     ws_client_queue_size: int = Field(256, ge=1, description="messages queued per WebSocket client before it "
                                       "counts as slow and is disconnected")

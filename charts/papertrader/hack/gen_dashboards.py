@@ -411,7 +411,9 @@ def operator() -> dict:
         panel(lay, "stat", "Last resync", [target(f"time() - max(papertrader_operator_last_resync_timestamp_seconds"
                                                   f"{{{sel}}})", instant=True)], w=24, h=4, unit="s",
               description="Seconds since the operator's periodic resync pass last ended."),
-    ] + market_gateway_panels(lay)
+        *market_gateway_panels(lay),
+        *notifier_panels(lay),
+    ]
     variables = [
         var_datasource(),
         var_query("namespace", "Namespace", 'label_values(up{job="papertrader-operator"}, namespace)', True, True),
@@ -420,6 +422,33 @@ def operator() -> dict:
                      "The papertrader operator: reconciles, their duration and errors, traders and workers; "
                      "the market gateway: upstream link, REST budget, cache and data age.",
                      p, variables)
+
+
+def notifier_panels(lay: Layout) -> list[dict]:
+    """The fleet notifier (`papertrader notifier`, chart value notifier.enabled): the one Telegram bot."""
+    sel = 'job="papertrader-notifier", namespace=~"$namespace"'
+    return [
+        row(lay, "Fleet notifier (Telegram)"),
+        panel(lay, "timeseries", "Notifications per minute: received from workers, sent to Telegram",
+              [target(f"sum by (category) (rate(papertrader_notifier_received_total{{{sel}}}[$__rate_interval]))"
+                      " * 60", "received {{category}}"),
+               target(f"sum by (category) (rate(papertrader_notifier_sent_total{{{sel}}}[$__rate_interval])) * 60",
+                      "sent {{category}}", ref="B")],
+              description="Every worker's notifications arrive here; the fleet's hourly limits, aggregation and "
+                          "Telegram's per-chat rate decide what is sent."),
+        panel(lay, "timeseries", "Dropped per minute by reason, 429s",
+              [target(f"sum by (reason) (rate(papertrader_notifier_dropped_total{{{sel}}}[$__rate_interval])) * 60",
+                      "{{reason}}"),
+               target(f"sum(rate(papertrader_notifier_rate_limited_total{{{sel}}}[$__rate_interval])) * 60",
+                      "429 from Telegram", ref="B")],
+              description="hourly_limit: over the fleet's or a trader's limit (critical messages never are); "
+                          "queue_full / evicted: the queue was full; send_failed: Telegram refused or was down."),
+        panel(lay, "stat", "Queued", [target(f"sum(papertrader_notifier_queued{{{sel}}})", instant=True)],
+              w=8, h=4, defaults={"decimals": 0}),
+        panel(lay, "timeseries", "Chat commands per minute",
+              [target(f"sum by (command, result) (rate(papertrader_notifier_commands_total{{{sel}}}"
+                      f"[$__rate_interval])) * 60", "/{{command}} {{result}}")], w=16, h=4),
+    ]
 
 
 DASHBOARDS = {"papertrader-fleet.json": fleet, "papertrader-symbol.json": symbol,

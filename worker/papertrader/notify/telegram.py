@@ -1,16 +1,13 @@
 """Telegram notifications and commands (python-telegram-bot), never on the engine's path.
 
-- Categories ``trade``, ``error``, ``status``, ``system``; priorities ``critical`` < ``high`` < ``normal`` <
-  ``low`` (critical is sent first). One bounded priority queue (NOTIFICATION_QUEUE_SIZE): when it is full a new
-  message evicts the lowest-priority queued one if it outranks it, otherwise it is dropped; drops are counted.
-- Hourly limits per category (ERROR_/TRADE_/STATUS_/SYSTEM_NOTIFICATIONS_PER_HOUR, sliding hour, counted
-  when a message is accepted); over the limit the message is dropped and counted. Critical messages ignore
-  the limit.
-- Identical errors within ERROR_AGGREGATION_SECONDS become one message with a count.
-- One sender task: network errors and 5xx are retried with exponential backoff (TELEGRAM_MAX_RETRIES), 429
-  waits ``retry_after``; the ``notifications`` circuit breaker pauses sending while Telegram keeps failing.
-- Commands from TELEGRAM_CHAT_ID only (long polling ``getUpdates``): /status /positions /trades /pnl /health
-  /pause /resume /help; other chats are ignored and logged.
+- The policy (priority queue NOTIFICATION_QUEUE_SIZE, hourly limits ERROR_/TRADE_/STATUS_/SYSTEM_NOTIFICATIONS_PER_HOUR,
+  identical errors within ERROR_AGGREGATION_SECONDS as one message with a count) is :class:`~.outbox.Outbox`.
+- :class:`TelegramBot` is the transport: one sender task; network errors and 5xx are retried with exponential
+  backoff (TELEGRAM_MAX_RETRIES), 429 waits ``retry_after``; the ``notifications`` circuit breaker pauses sending
+  while Telegram keeps failing; long polling ``getUpdates`` for commands.
+- :class:`Notifier` is a single worker's own bot (``papertrader run`` with a token): commands from TELEGRAM_CHAT_ID
+  only: /status /positions /trades /pnl /health /pause /resume /help; other chats are ignored and logged. In a
+  cluster the workers hand their notifications to the fleet notifier instead (notify/forward.py, notify/fleet/).
 - The token (TELEGRAM_BOT_TOKEN or the file in TELEGRAM_BOT_TOKEN_FILE) is never logged.
 """
 
@@ -18,15 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import heapq
-import itertools
 import logging
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from papertrader.events import BaseListener, Fill
+from papertrader.notify.outbox import ICONS, HourlyLimits, Notification, Outbox, stop_tasks
 
 if TYPE_CHECKING:
     from papertrader.config import Settings
@@ -35,18 +30,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("papertrader.notify")
 
-CATEGORIES = ("trade", "error", "status", "system")
-PRIORITIES = {"critical": 0, "high": 1, "normal": 2, "low": 3}
-ICONS = {0: "🚨", 1: "⚠️", 2: "ℹ️", 3: "💭"}
-MAX_TEXT = 4000  # Telegram's limit is 4096 characters
 COMMANDS = ("status", "positions", "trades", "pnl", "health", "pause", "resume", "help")
 
 
 def read_token(settings: Settings) -> str | None:
     """TELEGRAM_BOT_TOKEN, else the content of TELEGRAM_BOT_TOKEN_FILE (a mounted Secret), else None."""
-    if settings.telegram_bot_token is not None and settings.telegram_bot_token.get_secret_value().strip():
-        return settings.telegram_bot_token.get_secret_value().strip()
-    path = settings.telegram_bot_token_file
+    value = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token is not None else None
+    return token_from(value, settings.telegram_bot_token_file)
+
+
+def token_from(value: str | None, path: Path | None) -> str | None:
+    """A token given directly, else read from a file; None (and one error line for an unreadable file)."""
+    if value is not None and value.strip():
+        return value.strip()
     if path is not None:
         try:
             token = path.read_text(encoding="utf-8").strip()
@@ -57,157 +53,43 @@ def read_token(settings: Settings) -> str | None:
     return None
 
 
-@dataclass(order=True)
-class Notification:
-    priority: int
-    seq: int
-    category: str = field(compare=False)
-    text: str = field(compare=False)
-    created: float = field(compare=False, default_factory=time.monotonic)
+def performance_alert_text(alert_type: str, metric_name: str, current_value: float, threshold: float,
+                           recommendation: str) -> str:
+    """The seed's custom performance alert."""
+    return (f"Performance alert ({alert_type})\n{metric_name}: {current_value:.4g} (threshold {threshold:.4g})"
+            f"\nRecommendation: {recommendation}")
 
 
-class Notifier:
-    """Queues, limits, aggregates and sends notifications; answers commands."""
+class TelegramBot:
+    """The Bot API transport: sends a message with retries (backoff on network errors and 5xx, ``retry_after`` on
+    429, the ``notifications`` breaker) and long-polls ``getUpdates`` for commands. Holds the token; never logs it."""
 
-    def __init__(self, settings: Settings, token: str | None, breaker: CircuitBreaker | None = None,
-                 obs: Observability | None = None) -> None:
-        self.settings = settings
-        self.obs = obs
-        self.enabled = bool(token and settings.telegram_chat_id)
-        self._token = token or ""
-        self.chat_id = str(settings.telegram_chat_id or "")
+    def __init__(self, token: str, api_url: str, max_retries: int, breaker: CircuitBreaker | None = None) -> None:
+        self._token = token
+        self.api_url = api_url
+        self.max_retries = max_retries
         self.breaker = breaker
-        self.limits = {"error": settings.error_notifications_per_hour,
-                       "trade": settings.trade_notifications_per_hour,
-                       "status": settings.status_notifications_per_hour,
-                       "system": settings.system_notifications_per_hour}
-        self.max_queue = settings.notification_queue_size
-        self.aggregation_window = settings.error_aggregation_seconds
-        self.max_retries = settings.telegram_max_retries
-        self.poll_commands = settings.telegram_poll_commands
         self.poll_timeout = 25.0
         self.backoff_base = 1.0
         self.backoff_max = 60.0
-        self.sent: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
-        self.dropped: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
-        self.aggregated = 0
-        self._heap: list[Notification] = []
-        self._seq = itertools.count()
-        self._window: dict[str, deque[float]] = {category: deque() for category in CATEGORIES}
-        self._errors: dict[tuple[str, str], list[Any]] = {}  # key -> [count, first_seen, priority, text]
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.rate_limited = 0  # 429 answers seen
         self.bot: Any = None
         self._update_offset: int | None = None
 
-    # --- public API (sync, cheap, safe from anywhere on the loop's thread) ---------------------------------------
-    def queue_size(self) -> int:
-        return len(self._heap)
-
-    def notify(self, category: str, text: str, priority: str = "normal") -> bool:
-        """Queue a message; False when it was dropped (disabled, over the hourly limit, queue full)."""
-        if category not in self.sent:
-            category = "system"
-        if not self.enabled:
-            return False
-        level = PRIORITIES.get(priority, 2)
-        if level > 0 and not self._within_limit(category):
-            self.dropped[category] += 1
-            return False
-        item = Notification(level, next(self._seq), category, text[:MAX_TEXT])
-        if len(self._heap) >= self.max_queue:
-            worst = max(self._heap)
-            if worst.priority <= level:  # nothing of lower importance to evict
-                self.dropped[category] += 1
-                return False
-            self._heap.remove(worst)
-            heapq.heapify(self._heap)
-            self.dropped[worst.category] += 1
-        heapq.heappush(self._heap, item)
-        self._wake.set()
-        return True
-
-    def error(self, kind: str, message: str, priority: str = "high") -> None:
-        """An error to report; identical ones within the aggregation window become one message."""
-        if not self.enabled:
-            return
-        if self.aggregation_window <= 0:
-            self.notify("error", f"Error ({kind}): {message}", priority)
-            return
-        key = (kind, message[:300])
-        entry = self._errors.get(key)
-        if entry is None:
-            self._errors[key] = [1, time.monotonic(), priority, message]
-        else:
-            entry[0] += 1
-            self.aggregated += 1
-            if PRIORITIES.get(priority, 2) < PRIORITIES.get(entry[2], 2):
-                entry[2] = priority
-
-    def send_performance_alert(self, alert_type: str, metric_name: str, current_value: float, threshold: float,
-                               recommendation: str) -> bool:
-        """The seed's custom performance alert."""
-        text = (f"Performance alert ({alert_type})\n{metric_name}: {current_value:.4g} (threshold {threshold:.4g})"
-                f"\nRecommendation: {recommendation}")
-        return self.notify("system", text, "high")
-
-    def _within_limit(self, category: str) -> bool:
-        limit = self.limits.get(category, 0)
-        window = self._window[category]
-        now = time.monotonic()
-        while window and now - window[0] >= 3600.0:
-            window.popleft()
-        if limit and len(window) >= limit:
-            return False
-        if not limit:
-            return False
-        window.append(now)
-        return True
-
-    def _flush_errors(self, force: bool = False) -> None:
-        now = time.monotonic()
-        for key, (count, first, priority, message) in list(self._errors.items()):
-            if force or now - first >= self.aggregation_window:
-                del self._errors[key]
-                suffix = f" (x{count} in {self.aggregation_window:.0f} s)" if count > 1 else ""
-                self.notify("error", f"Error ({key[0]}){suffix}: {message}", priority)
-
-    # --- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        if not self.enabled:
-            return
         from telegram import Bot
         from telegram.request import HTTPXRequest
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines contain the URL with the token
         logging.getLogger("httpcore").setLevel(logging.WARNING)
         logging.getLogger("telegram").setLevel(logging.INFO)  # its DEBUG lines contain the API URL with the token
-        base = self.settings.telegram_api_url.rstrip("/") + "/bot"
+        base = self.api_url.rstrip("/") + "/bot"
         self.bot = Bot(self._token, base_url=base,
                        request=HTTPXRequest(connection_pool_size=4, connect_timeout=5, read_timeout=10,
                                             write_timeout=10),
                        get_updates_request=HTTPXRequest(connect_timeout=5, read_timeout=self.poll_timeout + 10))
-        self._tasks.append(asyncio.create_task(self._send_loop(), name="telegram-sender"))
-        self._tasks.append(asyncio.create_task(self._aggregate_loop(), name="telegram-aggregator"))
-        if self.poll_commands:
-            self._tasks.append(asyncio.create_task(self._poll_loop(), name="telegram-commands"))
-        log.info("telegram notifications on (chat %s, API %s)", self.chat_id, self.settings.telegram_api_url)
 
-    async def stop(self, drain_seconds: float = 2.0) -> None:
-        if not self.enabled:
-            return
-        self._flush_errors(force=True)
-        deadline = time.monotonic() + drain_seconds
-        while self._heap and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-        self._tasks.clear()
+    async def stop(self) -> None:
         if self.bot is not None:
             try:
                 await self.bot.shutdown()
@@ -217,29 +99,7 @@ class Notifier:
     def redact(self, text: str) -> str:
         return text.replace(self._token, "<token>") if self._token else text
 
-    # --- sending -----------------------------------------------------------------------------------------------
-    async def _aggregate_loop(self) -> None:
-        tick = min(1.0, max(0.05, self.aggregation_window / 4)) if self.aggregation_window > 0 else 1.0
-        while True:
-            await asyncio.sleep(tick)
-            if self._errors:
-                self._flush_errors()
-
-    async def _send_loop(self) -> None:
-        while True:
-            while not self._heap:
-                self._wake.clear()
-                await self._wake.wait()
-            if self.breaker is not None and not self.breaker.allow():
-                await asyncio.sleep(1.0)
-                continue
-            item = heapq.heappop(self._heap)
-            if await self.deliver(item.text, item.priority):
-                self.sent[item.category] += 1
-            else:
-                self.dropped[item.category] += 1
-
-    async def deliver(self, text: str, priority: int = 2) -> bool:
+    async def send(self, chat_id: str, text: str, priority: int = 2) -> bool:
         """Send one message with retries; True when Telegram accepted it."""
         from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
@@ -247,12 +107,13 @@ class Notifier:
         attempt = 0
         while True:
             try:
-                await self.bot.send_message(chat_id=self.chat_id, text=body)
+                await self.bot.send_message(chat_id=chat_id, text=body)
                 if self.breaker is not None:
                     self.breaker.record_success()
                 return True
             except RetryAfter as exc:
                 wait = _seconds(exc)
+                self.rate_limited += 1
                 log.warning("telegram rate limit (429): retrying in %.1f s", wait)
                 attempt += 1
                 if attempt > self.max_retries + 3:
@@ -275,8 +136,8 @@ class Notifier:
                 log.info("telegram send failed (%s), retry %d in %.1f s", self.redact(str(exc)), attempt, delay)
                 await asyncio.sleep(delay)
 
-    # --- commands ----------------------------------------------------------------------------------------------
-    async def _poll_loop(self) -> None:
+    async def poll(self, handle: Callable[[str, str], Awaitable[None]]) -> None:
+        """Forever: long-poll ``getUpdates`` and hand each command (chat id, text) to ``handle``."""
         from telegram.error import RetryAfter, TelegramError
 
         failures = 0
@@ -297,22 +158,120 @@ class Notifier:
                 continue
             for update in updates:
                 self._update_offset = update.update_id + 1
+                message = getattr(update, "message", None)
+                if message is None or not message.text or not message.text.startswith("/"):
+                    continue
                 try:
-                    await self.handle_update(update)
+                    await handle(str(message.chat.id), message.text)
                 except Exception as exc:  # noqa: BLE001 - one bad update must not stop polling
                     log.warning("telegram command failed: %s", self.redact(str(exc)))
 
-    async def handle_update(self, update: Any) -> None:
-        message = getattr(update, "message", None)
-        if message is None or not message.text or not message.text.startswith("/"):
+
+def command_name(text: str) -> str:
+    """``/status@mybot demo`` -> ``status``."""
+    return text.split()[0][1:].split("@")[0].lower()
+
+
+class Notifier:
+    """A worker's own Telegram notifier (``papertrader run`` with a token): the policy of :class:`Outbox`, sent
+    through :class:`TelegramBot`; answers commands about this worker."""
+
+    def __init__(self, settings: Settings, token: str | None, breaker: CircuitBreaker | None = None,
+                 obs: Observability | None = None) -> None:
+        self.settings = settings
+        self.obs = obs
+        self.enabled = bool(token and settings.telegram_chat_id)
+        self.chat_id = str(settings.telegram_chat_id or "")
+        self.limits = {"error": settings.error_notifications_per_hour,
+                       "trade": settings.trade_notifications_per_hour,
+                       "status": settings.status_notifications_per_hour,
+                       "system": settings.system_notifications_per_hour}
+        self.outbox = Outbox(settings.notification_queue_size, settings.error_aggregation_seconds,
+                             HourlyLimits(self.limits))
+        self.transport = TelegramBot(token or "", settings.telegram_api_url, settings.telegram_max_retries, breaker)
+        self.breaker = breaker
+        self.poll_commands = settings.telegram_poll_commands
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- what the transport and the outbox count ----------------------------------------------------------------
+    @property
+    def sent(self) -> dict[str, int]:
+        return self.outbox.sent
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return self.outbox.dropped
+
+    @property
+    def aggregated(self) -> int:
+        return self.outbox.aggregated
+
+    @property
+    def poll_timeout(self) -> float:
+        return self.transport.poll_timeout
+
+    @poll_timeout.setter
+    def poll_timeout(self, seconds: float) -> None:
+        self.transport.poll_timeout = seconds
+
+    @property
+    def backoff_base(self) -> float:
+        return self.transport.backoff_base
+
+    @backoff_base.setter
+    def backoff_base(self, seconds: float) -> None:
+        self.transport.backoff_base = seconds
+
+    # --- public API (sync, cheap, safe from anywhere on the loop's thread) ---------------------------------------
+    def queue_size(self) -> int:
+        return self.outbox.queue_size()
+
+    def notify(self, category: str, text: str, priority: str = "normal") -> bool:
+        """Queue a message; False when it was dropped (disabled, over the hourly limit, queue full)."""
+        return self.enabled and self.outbox.notify(category, text, priority)
+
+    def error(self, kind: str, message: str, priority: str = "high") -> None:
+        """An error to report; identical ones within the aggregation window become one message."""
+        if self.enabled:
+            self.outbox.error(kind, message, priority)
+
+    def send_performance_alert(self, alert_type: str, metric_name: str, current_value: float, threshold: float,
+                               recommendation: str) -> bool:
+        """The seed's custom performance alert."""
+        return self.notify("system", performance_alert_text(alert_type, metric_name, current_value, threshold,
+                                                            recommendation), "high")
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if not self.enabled:
             return
-        chat_id = str(message.chat.id)
-        command = message.text.split()[0][1:].split("@")[0].lower()
+        await self.transport.start()
+        gate = self.breaker.allow if self.breaker is not None else None
+        self._tasks.append(asyncio.create_task(self.outbox.drain(self._send, gate), name="telegram-sender"))
+        self._tasks.append(asyncio.create_task(self.outbox.aggregate(), name="telegram-aggregator"))
+        if self.poll_commands:
+            self._tasks.append(asyncio.create_task(self.transport.poll(self.handle_command),
+                                                   name="telegram-commands"))
+        log.info("telegram notifications on (chat %s, API %s)", self.chat_id, self.settings.telegram_api_url)
+
+    async def stop(self, drain_seconds: float = 2.0) -> None:
+        if not self.enabled:
+            return
+        self.outbox.flush_errors(force=True)
+        await stop_tasks(self._tasks, lambda: self.outbox.queue_size() > 0, drain_seconds)
+        await self.transport.stop()
+
+    async def _send(self, item: Notification) -> bool:
+        return await self.transport.send(self.chat_id, item.text, item.priority)
+
+    # --- commands ----------------------------------------------------------------------------------------------
+    async def handle_command(self, chat_id: str, text: str) -> None:
+        command = command_name(text)
         if chat_id != self.chat_id:
             log.warning("ignored telegram command /%s from unauthorised chat %s", command[:32], chat_id)
             return
-        reply = self.command_reply(command, message.text)
-        if await self.deliver(reply, 1):
+        reply = self.command_reply(command, text)
+        if await self.transport.send(self.chat_id, reply, 1):
             self.sent["status"] += 1
 
     def command_reply(self, command: str, text: str = "") -> str:

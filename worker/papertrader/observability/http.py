@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("papertrader.http")
 CONTROL_PREFIX = "/control/"  # every path under it needs the control credential when one is configured
-CONTROL_SCOPES = ("manual", "portfolio")  # portfolio: set and lifted by the operator only
+CONTROL_SCOPES = ("manual", "portfolio", "trader")  # portfolio, trader: set and lifted by the operator only
 
 MAX_CONTROL_BODY = 4096
 MAX_LINE = 8192
@@ -91,7 +91,7 @@ class Response:
 
 
 class HttpServer:
-    """``GET /healthz /readyz /health /metrics /report``, ``POST /control/halt /control/resume``."""
+    """``GET /healthz /readyz /health /metrics /report /trades``, ``POST /control/halt /control/resume``."""
 
     def __init__(self, obs: Observability, host: str, port: int, state_dir: Path | None = None, *,
                  credential: ControlCredential | None = None) -> None:
@@ -115,6 +115,7 @@ class HttpServer:
             ("GET", "/health"): self._health,
             ("GET", "/metrics"): self._metrics,
             ("GET", "/report"): self._report,
+            ("GET", "/trades"): self._trades,
             ("POST", "/control/halt"): self._halt,
             ("POST", "/control/resume"): self._resume,
         }
@@ -319,6 +320,12 @@ class HttpServer:
 
     async def _health(self, _: bytes) -> Response:
         return Response.json(self.obs.health.report())
+
+    async def _trades(self, _: bytes) -> Response:
+        """The last fills (at most 10, oldest first), for the fleet notifier's /trades."""
+        keys = ("ts", "side", "quantity", "price", "fee", "realized_pnl", "reason")
+        return Response.json({"symbol": self.obs.symbol,
+                              "trades": [dict(zip(keys, row, strict=True)) for row in self.obs.recent.fills]})
 
     async def _metrics(self, _: bytes) -> Response:
         return Response(200, generate_latest(self.obs.registry), CONTENT_TYPE_LATEST)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from papertrader.events import BaseListener
 from papertrader.feed.ws import WsFeed
+from papertrader.notify.forward import FleetForwarder
 from papertrader.notify.telegram import Notifier, NotifyListener, read_token
 from papertrader.observability.health import HealthMonitor
 from papertrader.observability.control_auth import ControlCredential
@@ -56,8 +57,10 @@ class Observability:
         self.metrics = MetricsListener(self.errors)
         self._seed_from_ledger()
         self.health = HealthMonitor(self)
-        token = read_token(settings)
-        self.notifier: Notifier | None = Notifier(settings, token, runner.breakers.get("notifications"), self)
+        token = None if settings.notifier_url else read_token(settings)
+        self.notifier: Notifier | FleetForwarder | None = (
+            FleetForwarder(settings) if settings.notifier_url
+            else Notifier(settings, token, runner.breakers.get("notifications"), self))
         if not self.notifier.enabled:
             missing = "TELEGRAM_BOT_TOKEN" if not token else "TELEGRAM_CHAT_ID"
             log.info("telegram notifications off: %s not set", missing)
