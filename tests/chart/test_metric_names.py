@@ -1,8 +1,9 @@
-"""Every metric name an alert or a dashboard panel queries must be one of the product's processes exports.
+"""Every metric name an alert or a dashboard panel queries must be one that a process of the product exports.
 
 The names come from the exporters themselves: `exported_metric_names()` of `papertrader.observability.metrics`
 (worker), `papertrader.market.gateway.metrics` (market gateway), `papertrader.notify.fleet.server` (fleet notifier)
-and `papertrader_operator.metrics` (operator), plus `up`, which Prometheus writes for every scrape target. Names in queries are found with the small scanner in chart_promql.py."""
+and `papertrader_operator.metrics` (operator), plus `up`, which Prometheus writes for every scrape target. Names in
+queries are found with the small scanner in chart_promql.py."""
 from __future__ import annotations
 
 import importlib

@@ -128,3 +128,17 @@ def test_the_cache_is_bounded_oldest_first() -> None:
     cache.add_page(rows, T0, T0 + 5 * MINUTE, 1440, closed_before=T0 + 10 * MINUTE)
     assert len(cache) == 3
     assert cache.covered_end(T0) is None and cache.covered_end(T0 + 2 * MINUTE) == T0 + 5 * MINUTE
+
+
+def test_awaiting_stream_when_what_is_missing_starts_at_the_forming_bar() -> None:
+    cache = PairCache(MINUTE, 100)
+    cache.on_stream(row(T0))
+    cache.on_stream(row(T0 + MINUTE))  # bar 0 closed, bar 1 forming
+    assert cache.serve(T0, T0 + MINUTE, 10) is not None and not cache.awaiting_stream(T0, T0 + MINUTE)
+    assert cache.awaiting_stream(T0, T0 + 2 * MINUTE)  # a client whose clock has passed bar 1's end
+    assert cache.awaiting_stream(T0, T0 + 3 * MINUTE)  # or whose clock is ahead of the stream's frames
+    assert not cache.awaiting_stream(T0 - MINUTE, T0 + 2 * MINUTE)  # the start is not covered: ask upstream
+    cache.on_stream(row(T0 + 2 * MINUTE))
+    assert not cache.awaiting_stream(T0, T0 + 2 * MINUTE) and cache.serve(T0, T0 + 2 * MINUTE, 10) is not None
+    cache.stream_lost()
+    assert not cache.awaiting_stream(T0, T0 + 3 * MINUTE)  # no stream: nothing to wait for

@@ -2,7 +2,9 @@
 
 REST: ``/v2/time`` from the gateway's exchange clock (synchronised upstream every few seconds), ``/v2/markets``
 cached for a TTL, ``/v2/{market}/candles`` from the cache when it covers the range, else only the uncovered tail
-(or the whole request) upstream, coalesced. Budget refusals and upstream rate limits are answered with HTTP 429,
+(or the whole request) upstream, coalesced. When what is missing begins at the bar the stream is still forming (a
+client whose clock has just passed the bar's end), the gateway waits up to ``GATEWAY_CLOSE_WAIT_SECONDS`` for the
+stream's next updates, which close it, instead of asking the exchange (a quiet market: then it asks). Budget refusals and upstream rate limits are answered with HTTP 429,
 errorCode 110 and ``bitvavo-ratelimit-resetat`` (gateway exchange time); an unreachable exchange with 503.
 WebSocket ``/v2/``: ``subscribe`` / ``unsubscribe`` to ``candles`` and ``getTime``; frames are forwarded as
 received, through a bounded queue per client (a client that stops reading is closed, never waited for). While the upstream connection is down, upgrades are refused (503) and every client socket is closed on
@@ -57,6 +59,7 @@ class Gateway:
         self._markets: dict[str, tuple[float, int, Any]] = {}  # query -> (expires, status, body)
         self.clients: dict[web.WebSocketResponse, ClientLink] = {}
         self._last_frame: dict[Pair, float] = {}
+        self._frame_seen: dict[Pair, asyncio.Event] = {}  # set (and replaced) at each frame of a pair
         self.hits: dict[str, int] = {"candles": 0, "markets": 0}
         self.misses: dict[str, int] = {"candles": 0, "markets": 0}
         self.refusals = 0
@@ -175,6 +178,8 @@ class Gateway:
             return self._answer(await self.rest.get(path, q))  # the exchange's own answer (errors included)
         cache = self._cache((market, interval))
         rows = cache.serve(start, end, limit)
+        if rows is None and cache.awaiting_stream(start, end):
+            rows = await self._serve_when_closed((market, interval), cache, start, end, limit)
         if rows is not None:
             self.hits["candles"] += 1
             return web.Response(text="[" + ",".join(rows) + "]", content_type="application/json",
@@ -193,6 +198,21 @@ class Gateway:
         merged = [row_text(row) for row in answer.body] + head
         return web.Response(text="[" + ",".join(merged[:limit]) + "]", content_type="application/json",
                             headers=self.budget.headers())
+
+    async def _serve_when_closed(self, pair: Pair, cache: PairCache, start: int, end: int,
+                                 limit: int) -> list[str] | None:
+        """Wait (bounded) for the stream to close the forming bar, then serve from the cache; None on timeout."""
+        deadline = time.monotonic() + self.settings.close_wait_seconds
+        while cache.awaiting_stream(start, end) and self.stream.connected.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            event = self._frame_seen.setdefault(pair, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except TimeoutError:
+                return None
+        return cache.serve(start, end, limit)
 
     # --- WebSocket ----------------------------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
@@ -262,6 +282,9 @@ class Gateway:
                     cache.on_stream(row)
                     self.clock.observe(row[0])
         self._last_frame[pair] = time.monotonic()  # type: ignore[index]
+        seen = self._frame_seen.pop(pair, None)  # type: ignore[arg-type]
+        if seen is not None:
+            seen.set()
         for link in list(self.clients.values()):
             if pair in link.pairs:
                 link.offer(text)
