@@ -114,7 +114,7 @@ def worker_command(trader: str, symbol: str, interval: str, state_dir: Path, ext
 #: Workers run at a lower CPU priority than the fake exchange and the gateway: in a cluster they run on other
 #: machines, and on this small one fifty of them starting at once would otherwise starve the exchange's clock-driven
 #: stream (it falls behind its own clock, which no real exchange does).
-WORKER_NICENESS = 10
+WORKER_NICENESS = 19
 
 
 def start_worker(command: tuple[list[str], dict[str, str]], log: Path) -> subprocess.Popen[bytes]:

@@ -140,5 +140,8 @@ def test_awaiting_stream_when_what_is_missing_starts_at_the_forming_bar() -> Non
     assert not cache.awaiting_stream(T0 - MINUTE, T0 + 2 * MINUTE)  # the start is not covered: ask upstream
     cache.on_stream(row(T0 + 2 * MINUTE))
     assert not cache.awaiting_stream(T0, T0 + 2 * MINUTE) and cache.serve(T0, T0 + 2 * MINUTE, 10) is not None
+    cache.add_page([row(T0 + 2 * MINUTE), row(T0 + 3 * MINUTE)], T0 + 2 * MINUTE, T0 + 4 * MINUTE, 1440,
+                   closed_before=T0 + 4 * MINUTE)  # REST ran ahead of the stream (forming bar 2)
+    assert cache.awaiting_stream(T0, T0 + 5 * MINUTE)  # the stream will get there: wait for it, not the exchange
     cache.stream_lost()
-    assert not cache.awaiting_stream(T0, T0 + 3 * MINUTE)  # no stream: nothing to wait for
+    assert not cache.awaiting_stream(T0, T0 + 5 * MINUTE)  # no stream: nothing to wait for
