@@ -263,12 +263,19 @@ def test_pod_monitor_targets_worker_pods_and_adds_trader_label(all_docs):
     assert relabel["job"]["replacement"] == "papertrader-worker"
 
 
-def test_service_monitor_selects_the_operator_service(all_docs):
-    (sm,) = by_kind(all_docs, "ServiceMonitor")
-    svc = operator_object(all_docs, "Service")
-    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
-    assert sm["spec"]["namespaceSelector"] == {"matchNames": [svc["metadata"]["namespace"]]}
-    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+def test_service_monitors_select_the_operator_and_the_gateway_service(all_docs):
+    monitors = {sm["spec"]["endpoints"][0]["relabelings"][0]["replacement"]: sm
+                for sm in by_kind(all_docs, "ServiceMonitor")}
+    assert set(monitors) == {"papertrader-operator", "papertrader-market-gateway"}
+    gateway_service = next(d for d in by_kind(all_docs, "Service") if d["metadata"]["name"].endswith("market-gateway"))
+    for job, svc in (("papertrader-operator", operator_object(all_docs, "Service")),
+                     ("papertrader-market-gateway", gateway_service)):
+        sm = monitors[job]
+        assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items(), job
+        assert sm["spec"]["namespaceSelector"] == {"matchNames": [svc["metadata"]["namespace"]]}
+        assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    no_gateway = render("--set", "monitoring.serviceMonitor.enabled=true", "--set", "marketGateway.enabled=false")
+    assert len(by_kind([d for d in no_gateway if d], "ServiceMonitor")) == 1
 
 
 def test_each_monitoring_feature_switches_independently():

@@ -1,8 +1,9 @@
-"""Every metric name an alert or a dashboard panel queries must be one the worker or the operator exports.
+"""Every metric name an alert or a dashboard panel queries must be one that a process of the product exports.
 
-The names come from the exporters themselves: `papertrader.observability.metrics.exported_metric_names()` (worker)
-and `papertrader_operator.metrics.exported_metric_names()` (operator), plus `up`, which Prometheus writes for
-every scrape target. Names in queries are found with the small scanner in chart_promql.py."""
+The names come from the exporters themselves: `exported_metric_names()` of `papertrader.observability.metrics`
+(worker), `papertrader.market.gateway.metrics` (market gateway), `papertrader.notify.fleet.server` (fleet notifier)
+and `papertrader_operator.metrics` (operator), plus `up`, which Prometheus writes for every scrape target. Names in
+queries are found with the small scanner in chart_promql.py."""
 from __future__ import annotations
 
 import importlib
@@ -28,8 +29,9 @@ def _exported(module_name: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
-    return (_exported("papertrader.observability.metrics") | _exported("papertrader_operator.metrics")
-            | _exported("papertrader.notify.fleet.server") | PROMETHEUS_SYNTHETIC)
+    return (_exported("papertrader.observability.metrics") | _exported("papertrader.market.gateway.metrics")
+            | _exported("papertrader_operator.metrics") | _exported("papertrader.notify.fleet.server")
+            | PROMETHEUS_SYNTHETIC)
 
 
 def unknown_names(queried: set[str], exported: set[str]) -> set[str]:
@@ -126,13 +128,15 @@ TARGET_LABELS = {"job", "namespace", "pod", "container", "endpoint", "instance",
 
 @pytest.fixture(scope="module")
 def metric_labels() -> dict[str, set[str]]:
-    """Metric family name -> its own label names, from the worker's and the notifier's METRICS tables and the
+    """Metric family name -> its own label names, from the worker's, the gateway's and the notifier's METRICS
+    tables and the
     operator's metrics."""
     from prometheus_client.metrics import MetricWrapperBase
 
     worker = importlib.import_module("papertrader.observability.metrics")
     operator = importlib.import_module("papertrader_operator.metrics")
-    labels = {name: set(spec[2]) for name, spec in worker.METRICS.items()}
+    gateway = importlib.import_module("papertrader.market.gateway.metrics")
+    labels = {name: set(spec[2]) for table in (worker.METRICS, gateway.METRICS) for name, spec in table.items()}
     notifier = importlib.import_module("papertrader.notify.fleet.server")
     for name, (kind, _, names) in notifier.METRICS.items():
         labels[f"{name}_total" if kind == "counter" else name] = set(names)

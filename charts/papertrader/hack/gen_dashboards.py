@@ -7,7 +7,8 @@ operator export. Edit the panels here, never the JSON by hand.
 
 Labels the queries rely on: `symbol` (set by the worker on its metrics), `trader`, `namespace`, `pod` and
 `worker_symbol` (added by the PodMonitor's relabelings from the worker pod's labels), `job`
-("papertrader-worker" / "papertrader-operator", set by the PodMonitor / ServiceMonitor).
+("papertrader-worker" / "papertrader-operator" / "papertrader-market-gateway", set by the PodMonitor /
+ServiceMonitors).
 """
 from __future__ import annotations
 
@@ -317,6 +318,53 @@ def symbol() -> dict:
                      p, variables)
 
 
+def market_gateway_panels(lay: Layout) -> list[dict]:
+    """The market gateway's row of the operator dashboard: upstream link, REST budget, cache, clients, data age."""
+    sel = 'job="papertrader-market-gateway", namespace=~"$namespace"'
+    return [
+        row(lay, "Market gateway"),
+        panel(lay, "stat", "Upstream connections", [target(f"sum(papertrader_gateway_upstream_connections{{{sel}}})",
+                                                           instant=True)], w=4, h=4,
+              description="Open WebSocket connections to the exchange: one per gateway replica, whatever the fleet."),
+        panel(lay, "stat", "Worker connections", [target(f"sum(papertrader_gateway_clients{{{sel}}})", instant=True)],
+              w=4, h=4),
+        panel(lay, "stat", "Subscribed pairs", [target(f"sum(papertrader_gateway_subscriptions{{{sel}}})",
+                                                       instant=True)], w=4, h=4),
+        panel(lay, "stat", "REST budget left",
+              [target(f"min(papertrader_gateway_rest_weight_remaining{{{sel}}} / "
+                      f"papertrader_gateway_rest_weight_limit{{{sel}}})", instant=True)], w=4, h=4,
+              unit="percentunit",
+              defaults={"thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": None},
+                                                                     {"color": "orange", "value": 0.1},
+                                                                     {"color": "green", "value": 0.3}]}}),
+        panel(lay, "stat", "Refused in range",
+              [target(f"sum(increase(papertrader_gateway_rest_refused_total{{{sel}}}[$__range]))", instant=True)],
+              w=4, h=4, defaults={"decimals": 0},
+              description="Worker requests answered 429: budget spent or the exchange rate-limiting the gateway."),
+        panel(lay, "stat", "Oldest pair data", [target(f"max(papertrader_gateway_data_age_seconds{{{sel}}})",
+                                                       instant=True)], w=4, h=4, unit="s"),
+        panel(lay, "timeseries", "Upstream REST weight per minute vs budget",
+              [target(f"sum by (pod) (rate(papertrader_gateway_rest_weight_used_total{{{sel}}}[$__rate_interval]))"
+                      " * 60", "used {{pod}}"),
+               target(f"sum by (pod) (papertrader_gateway_rest_weight_limit{{{sel}}})", "budget {{pod}}")],
+              description="Weight spent at the exchange (Bitvavo allows 1,000 a minute per IP) and the budget."),
+        panel(lay, "timeseries", "Refused and rate-limited per minute",
+              [target(f"sum by (pod) (rate(papertrader_gateway_rest_refused_total{{{sel}}}[$__rate_interval])) * 60",
+                      "refused {{pod}}"),
+               target(f"sum by (pod) (rate(papertrader_gateway_upstream_rate_limited_total{{{sel}}}"
+                      "[$__rate_interval])) * 60", "exchange 429/ban {{pod}}")]),
+        panel(lay, "timeseries", "Cache hit ratio by endpoint",
+              [target(f"sum by (endpoint) (rate(papertrader_gateway_cache_hits_total{{{sel}}}[$__rate_interval]))"
+                      f" / (sum by (endpoint) (rate(papertrader_gateway_cache_hits_total{{{sel}}}[$__rate_interval]))"
+                      f" + sum by (endpoint) (rate(papertrader_gateway_cache_misses_total{{{sel}}}"
+                      "[$__rate_interval])))", "{{endpoint}}")], unit="percentunit",
+              description="Warm-ups and restart backfills served without asking the exchange."),
+        panel(lay, "timeseries", "Data age by pair",
+              [target(f"max by (market, interval) (papertrader_gateway_data_age_seconds{{{sel}}})",
+                      "{{market}} {{interval}}")], unit="s"),
+    ]
+
+
 def operator() -> dict:
     sel = 'job="papertrader-operator", namespace=~"$namespace"'
     lay = Layout()
@@ -363,6 +411,7 @@ def operator() -> dict:
         panel(lay, "stat", "Last resync", [target(f"time() - max(papertrader_operator_last_resync_timestamp_seconds"
                                                   f"{{{sel}}})", instant=True)], w=24, h=4, unit="s",
               description="Seconds since the operator's periodic resync pass last ended."),
+        *market_gateway_panels(lay),
         *notifier_panels(lay),
     ]
     variables = [
@@ -370,7 +419,8 @@ def operator() -> dict:
         var_query("namespace", "Namespace", 'label_values(up{job="papertrader-operator"}, namespace)', True, True),
     ]
     return dashboard("papertrader-operator", "papertrader / Operator",
-                     "The papertrader operator: reconciles, their duration and errors, traders and workers.",
+                     "The papertrader operator: reconciles, their duration and errors, traders and workers; "
+                     "the market gateway: upstream link, REST budget, cache and data age.",
                      p, variables)
 
 

@@ -5,7 +5,9 @@ below Bitvavo's 1,000 per IP), and never more than the exchange itself reports l
 minus a reserve). After an HTTP 429, errorCode 110 or a ban (errorCode 105 with its expiry) it sends nothing until
 ``resetat`` / the expiry. A request that cannot be sent is refused at once with the exchange time at which it may be
 retried; clients get that as a 429 with ``bitvavo-ratelimit-resetat``, which the worker's own rate limiter waits
-for, so no client ever causes a ban.
+for, so no client ever causes a ban. A rate limit met before the clock's first sync (a gateway started while the
+exchange limits its IP) cannot be placed in exchange time: it blocks for ``DEFAULT_BLOCK_MS`` of local time, after
+which the ``/time`` sync is tried again.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class WeightBudget:
         self._window_start = 0
         self._spent = 0
         self.blocked_until_ms = 0  # exchange ms: 429 / ban
+        self._blocked_until_local = 0.0  # local monotonic s: a 429 before the first clock sync
         self._upstream_remaining: int | None = None
         self._upstream_reset_ms: int | None = None
         # totals (metrics)
@@ -72,7 +75,9 @@ class WeightBudget:
         now = self.now()
         self._roll(now)
         retry_at: int | None = None
-        if now < self.blocked_until_ms:
+        if not self.clock.synced and self.clock.local_seconds() < self._blocked_until_local:
+            retry_at = 0  # unknown in exchange time; clients get 503 from /time meanwhile
+        elif now < self.blocked_until_ms:
             retry_at = self.blocked_until_ms
         elif (self._upstream_remaining is not None and self._upstream_reset_ms is not None
               and now < self._upstream_reset_ms
@@ -102,6 +107,11 @@ class WeightBudget:
         """A 429 / errorCode 105/110 from the exchange: block until its reset (returns it, exchange ms)."""
         self.rate_limited_total += 1
         self.observe(headers)
+        if not self.clock.synced:
+            self._blocked_until_local = self.clock.local_seconds() + DEFAULT_BLOCK_MS / 1000
+            log.warning("upstream rate limited before the first clock sync: no REST requests for %.0f s",
+                        DEFAULT_BLOCK_MS / 1000)
+            return 0
         now = self.now()
         horizon = now + MAX_WAIT_S * 1000 * max(self.clock.rate, 1.0)
         until = next((t for t in (ban_expiry_ms, _header_int(headers, "bitvavo-ratelimit-resetat"))

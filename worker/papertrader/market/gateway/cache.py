@@ -121,6 +121,15 @@ class PairCache:
         self._forming = None
 
     # --- serving ------------------------------------------------------------------------------------------
+    def awaiting_stream(self, start: int, end: int) -> bool:
+        """Whether what ``[start, end)`` lacks begins where the stream is (its forming bar, or later when REST
+        answers have run ahead of a lagging stream): the stream's next updates close those bars, so the range will
+        be covered unless the market is quiet. A client whose clock has passed a bar's end asks a moment before the
+        stream shows that, or while the stream's frames are still on their way."""
+        covered = self.covered_end(start)
+        return (covered is not None and covered < end and self._forming is not None
+                and self._forming[0] <= covered)
+
     def covered_end(self, start: int) -> int | None:
         return self.coverage.end_from(start)
 

@@ -2,10 +2,12 @@
 
 REST: ``/v2/time`` from the gateway's exchange clock (synchronised upstream every few seconds), ``/v2/markets``
 cached for a TTL, ``/v2/{market}/candles`` from the cache when it covers the range, else only the uncovered tail
-(or the whole request) upstream, coalesced. Budget refusals and upstream rate limits are answered with HTTP 429,
+(or the whole request) upstream, coalesced. When what is missing begins at the bar the stream is still forming (a
+client whose clock has just passed the bar's end), the gateway waits up to ``GATEWAY_CLOSE_WAIT_SECONDS`` for the
+stream's next updates, which close it, instead of asking the exchange (a quiet market: then it asks). Budget refusals and upstream rate limits are answered with HTTP 429,
 errorCode 110 and ``bitvavo-ratelimit-resetat`` (gateway exchange time); an unreachable exchange with 503.
 WebSocket ``/v2/``: ``subscribe`` / ``unsubscribe`` to ``candles`` and ``getTime``; frames are forwarded as
-received. While the upstream connection is down, upgrades are refused (503) and every client socket is closed on
+received, through a bounded queue per client (a client that stops reading is closed, never waited for). While the upstream connection is down, upgrades are refused (503) and every client socket is closed on
 a drop, so workers gap-fill through REST exactly as after a drop of the exchange itself.
 ``/healthz`` (alive), ``/readyz`` (upstream connected and clock synchronised), ``/metrics``.
 """
@@ -24,6 +26,7 @@ from papertrader.market.bitvavo.clock import ExchangeClock
 from papertrader.market.candle import INTERVAL_MS
 from papertrader.market.gateway.budget import WeightBudget
 from papertrader.market.gateway.cache import PairCache, row_text
+from papertrader.market.gateway.client_link import ClientLink
 from papertrader.market.gateway.settings import GatewaySettings
 from papertrader.market.gateway.upstream_rest import DOWN_BODY, Answer, Refused, UpstreamRest
 from papertrader.market.gateway.upstream_ws import Pair, UpstreamStream, listed_pairs
@@ -54,29 +57,28 @@ class Gateway:
                                      max_backoff_s=settings.reconnect_max_backoff_seconds)
         self.caches: dict[Pair, PairCache] = {}
         self._markets: dict[str, tuple[float, int, Any]] = {}  # query -> (expires, status, body)
-        self.clients: dict[web.WebSocketResponse, set[Pair]] = {}
+        self.clients: dict[web.WebSocketResponse, ClientLink] = {}
         self._last_frame: dict[Pair, float] = {}
+        self._frame_seen: dict[Pair, asyncio.Event] = {}  # set (and replaced) at each frame of a pair
         self.hits: dict[str, int] = {"candles": 0, "markets": 0}
         self.misses: dict[str, int] = {"candles": 0, "markets": 0}
         self.refusals = 0
+        self.slow_clients_closed = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.port = settings.port
 
     # --- life cycle ---------------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        from papertrader.market.gateway.metrics import render_metrics
-
         app = web.Application()
         app.router.add_get("/v2/", self._ws_handler)
         app.router.add_get("/v2", self._ws_handler)
         app.router.add_get("/v2/time", self._time)
         app.router.add_get("/v2/markets", self._markets_handler)
         app.router.add_get("/v2/{market}/candles", self._candles)
-        app.router.add_get("/healthz", lambda _r: web.json_response({"alive": True}))
+        app.router.add_get("/healthz", self._alive)
         app.router.add_get("/readyz", self._ready)
-        app.router.add_get("/metrics", lambda _r: web.Response(body=render_metrics(self.snapshot()),
-                                                               content_type="text/plain"))
+        app.router.add_get("/metrics", self._metrics)
         return app
 
     async def start(self) -> None:
@@ -95,8 +97,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for ws in list(self.clients):
-            await ws.close()
+        for link in list(self.clients.values()):
+            await link.close(1001, b"gateway shutting down")
         await self.rest.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -109,6 +111,14 @@ class Gateway:
     def ready(self) -> bool:
         return self.clock.synced and self.stream.connected.is_set()
 
+    async def _alive(self, _request: web.Request) -> web.Response:
+        return web.json_response({"alive": True})
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        from papertrader.market.gateway.metrics import render_metrics
+
+        return web.Response(body=render_metrics(self.snapshot()), content_type="text/plain")
+
     async def _ready(self, _request: web.Request) -> web.Response:
         ok = self.ready()
         return web.json_response({"ready": ok, "clock_synced": self.clock.synced,
@@ -120,8 +130,9 @@ class Gateway:
 
     def _refused(self, refused: Refused) -> web.Response:
         self.refusals += 1
-        headers = {"bitvavo-ratelimit-limit": str(self.budget.limit), "bitvavo-ratelimit-remaining": "0",
-                   "bitvavo-ratelimit-resetat": str(refused.retry_at_ms)}
+        headers = {"bitvavo-ratelimit-limit": str(self.budget.limit), "bitvavo-ratelimit-remaining": "0"}
+        if refused.retry_at_ms > 0:  # 0: not known in exchange time yet (the worker then waits its default)
+            headers["bitvavo-ratelimit-resetat"] = str(refused.retry_at_ms)
         return web.json_response(RATE_LIMITED_BODY, status=429, headers=headers)
 
     def _answer(self, answer: Answer | Refused) -> web.Response:
@@ -167,6 +178,8 @@ class Gateway:
             return self._answer(await self.rest.get(path, q))  # the exchange's own answer (errors included)
         cache = self._cache((market, interval))
         rows = cache.serve(start, end, limit)
+        if rows is None and cache.awaiting_stream(start, end):
+            rows = await self._serve_when_closed((market, interval), cache, start, end, limit)
         if rows is not None:
             self.hits["candles"] += 1
             return web.Response(text="[" + ",".join(rows) + "]", content_type="application/json",
@@ -186,14 +199,28 @@ class Gateway:
         return web.Response(text="[" + ",".join(merged[:limit]) + "]", content_type="application/json",
                             headers=self.budget.headers())
 
+    async def _serve_when_closed(self, pair: Pair, cache: PairCache, start: int, end: int,
+                                 limit: int) -> list[str] | None:
+        """Wait (bounded) for the stream to close the forming bar, then serve from the cache; None on timeout."""
+        deadline = time.monotonic() + self.settings.close_wait_seconds
+        while cache.awaiting_stream(start, end) and self.stream.connected.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            event = self._frame_seen.setdefault(pair, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except TimeoutError:
+                return None
+        return cache.serve(start, end, limit)
+
     # --- WebSocket ----------------------------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
         if not self.stream.connected.is_set():
             return web.json_response(DOWN_BODY, status=503)
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        pairs: set[Pair] = set()
-        self.clients[ws] = pairs
+        link = self.clients[ws] = ClientLink(ws, self.settings.client_queue_frames, request.remote or "?")
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -201,43 +228,47 @@ class Gateway:
                 try:
                     data = json.loads(msg.data)
                 except ValueError:
-                    await ws.send_str(json.dumps({"event": "error", "errorCode": 102, "error": "Invalid JSON."}))
+                    link.offer(json.dumps({"event": "error", "errorCode": 102, "error": "Invalid JSON."}))
                     continue
                 action = data.get("action") if isinstance(data, dict) else None
                 if action in ("subscribe", "unsubscribe"):
-                    await self._on_subscription(ws, pairs, action, data)
+                    await self._on_subscription(link, action, data)
                 elif action == "getTime":
-                    await ws.send_str(json.dumps({"action": "getTime", "response": {"time": self.clock.now_ms()}}))
+                    link.offer(json.dumps({"action": "getTime", "response": {"time": self.clock.now_ms()}}))
         finally:
             self.clients.pop(ws, None)
-            for pair in pairs:
+            if link.overflowed:
+                self.slow_clients_closed += 1
+            link.stop()
+            for pair in link.pairs:
                 self.stream.release(pair)
         return ws
 
-    async def _on_subscription(self, ws: web.WebSocketResponse, pairs: set[Pair], action: str,
-                               data: dict[str, Any]) -> None:
+    async def _on_subscription(self, link: ClientLink, action: str, data: dict[str, Any]) -> None:
+        """Replies go through the client's queue, so a ``subscribed`` always precedes the pair's frames."""
+        pairs = link.pairs
         wanted = {(m, i) for m, i in listed_pairs({"candles": {
             iv: ch.get("markets") for ch in data.get("channels") or [] if isinstance(ch, dict)
             and ch.get("name") == "candles" for iv in ch.get("interval") or []}}) if i in INTERVAL_MS}
         if not wanted:
-            await ws.send_str(json.dumps({"event": "error", "errorCode": 205, "error": "Invalid parameter: channels"}))
+            link.offer(json.dumps({"event": "error", "errorCode": 205, "error": "Invalid parameter: channels"}))
             return
         if action == "subscribe":
             added = [pair for pair in sorted(wanted - pairs) if await self.stream.acquire(pair)]
             if not added and not wanted & pairs:
-                await ws.send_str(json.dumps({"event": "error", "errorCode": 205,
-                                              "error": "Invalid parameter: channels"}))
+                link.offer(json.dumps({"event": "error", "errorCode": 205, "error": "Invalid parameter: channels"}))
                 return
-            pairs.update(added)
         else:
+            added = []
             for pair in wanted & pairs:
                 pairs.discard(pair)
                 self.stream.release(pair)
         by_interval: dict[str, list[str]] = {}
-        for market, interval in sorted(pairs):
+        for market, interval in sorted(pairs | set(added)):
             by_interval.setdefault(interval, []).append(market)
-        await ws.send_str(json.dumps({"event": f"{action}d",
-                                      "subscriptions": {"candles": by_interval} if by_interval else {}}))
+        link.offer(json.dumps({"event": f"{action}d",
+                               "subscriptions": {"candles": by_interval} if by_interval else {}}))
+        pairs.update(added)  # after the reply is queued: the pair's frames follow it
 
     async def _on_frame(self, text: str, message: dict[str, Any]) -> None:
         pair = (message.get("market"), message.get("interval"))
@@ -251,20 +282,20 @@ class Gateway:
                     cache.on_stream(row)
                     self.clock.observe(row[0])
         self._last_frame[pair] = time.monotonic()  # type: ignore[index]
-        for ws, wanted in list(self.clients.items()):
-            if pair in wanted and not ws.closed:
-                try:
-                    await ws.send_str(text)
-                except (ConnectionError, RuntimeError):
-                    pass
+        seen = self._frame_seen.pop(pair, None)  # type: ignore[arg-type]
+        if seen is not None:
+            seen.set()
+        for link in list(self.clients.values()):
+            if pair in link.pairs:
+                link.offer(text)
 
     async def _on_connection(self, connected: bool) -> None:
         if connected:
             return
         for cache in self.caches.values():
             cache.stream_lost()
-        for ws in list(self.clients):
-            await ws.close(code=1012, message=b"upstream connection lost")
+        for link in list(self.clients.values()):
+            await link.close(1012, b"upstream connection lost")
 
     # --- state for metrics --------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -277,7 +308,8 @@ class Gateway:
             "upstream_rate_limited": self.budget.rate_limited_total, "coalesced": self.rest.coalesced,
             "upstream_requests": dict(self.rest.requests_by_path),
             "hits": dict(self.hits), "misses": dict(self.misses),
-            "clients": len(self.clients), "subscriptions": len(self.stream.wanted),
+            "clients": len(self.clients), "slow_clients_closed": self.slow_clients_closed,
+            "subscriptions": len(self.stream.wanted),
             "data_age": {pair: now - t for pair, t in self._last_frame.items()},
             "cached_candles": {pair: len(cache) for pair, cache in self.caches.items()},
         }

@@ -23,6 +23,8 @@ class GatewaySettings:
     gateway_clock_sync_seconds: float = 5.0
     gateway_unsubscribe_linger_seconds: float = 60.0
     gateway_markets_ttl_seconds: float = 300.0
+    gateway_client_queue_frames: int = 10_000  # frames queued for a client that is not reading, then it is closed
+    gateway_close_wait_seconds: float = 2.0  # wait for the stream to close a bar a client asks for, then upstream
     api_timeout_seconds: float = 10.0
     ws_stale_seconds: float = 90.0
     reconnect_max_backoff_seconds: float = 30.0
@@ -37,6 +39,8 @@ class GatewaySettings:
     clock_sync_seconds = property(lambda self: self.gateway_clock_sync_seconds)
     unsubscribe_linger_seconds = property(lambda self: self.gateway_unsubscribe_linger_seconds)
     markets_ttl_seconds = property(lambda self: self.gateway_markets_ttl_seconds)
+    client_queue_frames = property(lambda self: self.gateway_client_queue_frames)
+    close_wait_seconds = property(lambda self: self.gateway_close_wait_seconds)
 
     @classmethod
     def load(cls, values: Mapping[str, str | None], environ: Mapping[str, str] = os.environ) -> GatewaySettings:

@@ -36,7 +36,8 @@ class Answer:
 
 @dataclass(frozen=True)
 class Refused:
-    """Not sent (budget spent, rate limited, banned): retry at this exchange time."""
+    """Not sent (budget spent, rate limited, banned): retry at this exchange time (0: not known yet, the clock has
+    never been synchronised)."""
 
     retry_at_ms: int
 
