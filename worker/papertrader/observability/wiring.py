@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from papertrader.events import BaseListener
 from papertrader.feed.ws import WsFeed
-from papertrader.notify.forward import FleetForwarder
 from papertrader.notify.telegram import Notifier, NotifyListener, read_token
 from papertrader.observability.health import HealthMonitor
 from papertrader.observability.control_auth import ControlCredential
@@ -29,6 +28,7 @@ from papertrader.observability.tracing import EngineTracer, Tracing, install_log
     tracing_requested
 
 if TYPE_CHECKING:
+    from papertrader.notify.forward import FleetForwarder
     from papertrader.engine.runner import WorkerRunner
     from papertrader.events import Fill
     from papertrader.resilience import BreakerState, CircuitBreaker
@@ -59,7 +59,7 @@ class Observability:
         self.health = HealthMonitor(self)
         token = None if settings.notifier_url else read_token(settings)
         self.notifier: Notifier | FleetForwarder | None = (
-            FleetForwarder(settings) if settings.notifier_url
+            _fleet_forwarder(settings) if settings.notifier_url
             else Notifier(settings, token, runner.breakers.get("notifications"), self))
         if not self.notifier.enabled:
             missing = "TELEGRAM_BOT_TOKEN" if not token else "TELEGRAM_CHAT_ID"
@@ -310,3 +310,10 @@ async def start_observability(runner: WorkerRunner) -> None:
     obs.attach()
     runner.observability = obs  # type: ignore[attr-defined]
     runner.services.append(obs)
+
+
+def _fleet_forwarder(settings: Settings) -> FleetForwarder:
+    """The notifier client, imported only when configured (it needs aiohttp, which a replay worker never loads)."""
+    from papertrader.notify.forward import FleetForwarder
+
+    return FleetForwarder(settings)
