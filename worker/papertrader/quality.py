@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from itertools import repeat
-from operator import sub
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,10 +280,10 @@ class DataQualityGate:
         """Median and MAD of the rolling returns; refreshed every few candles (robust statistics move slowly)."""
         ordered = sorted(self._returns)
         n = len(ordered)
-        median = ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
-        # |r - median| over the sorted returns falls then rises: sorted() merges the two runs in linear time
-        deviations = sorted(map(abs, map(sub, ordered, repeat(median, n))))
-        mad = deviations[n // 2] if n % 2 else 0.5 * (deviations[n // 2 - 1] + deviations[n // 2])
+        half = n // 2
+        median = ordered[half] if n % 2 else 0.5 * (ordered[half - 1] + ordered[half])
+        low, high = middle_deviations(ordered, median)
+        mad = high if n % 2 else 0.5 * (low + high)
         self._median = median
         self._scale = _MAD_TO_SIGMA * mad
         self._suspect_deviation = self.outlier_z * self._scale
@@ -354,6 +352,33 @@ class DataQualityGate:
     @property
     def last_accepted(self) -> Candle | None:
         return self._last
+
+
+def middle_deviations(ordered: list[float], median: float) -> tuple[float, float]:
+    """Elements ``n // 2 - 1`` and ``n // 2`` of ``sorted(abs(r - median) for r in ordered)`` (the same floats),
+    for sorted ``ordered`` (n >= 2) and its median, without building or sorting the deviations.
+
+    The deviations of ``ordered[:n // 2]`` (all <= median) rise from the middle outwards, as do those of
+    ``ordered[n // 2:]``: two sorted runs, whose k-th smallest element a binary search finds in O(log n)."""
+    n = len(ordered)
+    half = n // 2
+    a, b = half, n - half  # run A: abs(ordered[half - 1 - i] - median); run B: abs(ordered[half + j] - median)
+    take = half  # the k + 1 smallest for k = n // 2 - 1
+    lo, hi = max(0, take - b), min(a, take)
+    while True:
+        i = (lo + hi) // 2
+        j = take - i
+        if i < a and j > 0 and abs(ordered[half + j - 1] - median) > abs(ordered[half - 1 - i] - median):
+            lo = i + 1  # B[j - 1] > A[i]: take more from A
+        elif i > 0 and j < b and abs(ordered[half - i] - median) > abs(ordered[half + j] - median):
+            hi = i - 1  # A[i - 1] > B[j]: take fewer from A
+        else:
+            break
+    last_a = abs(ordered[half - i] - median) if i > 0 else -_INF
+    last_b = abs(ordered[half + j - 1] - median) if j > 0 else -_INF
+    next_a = abs(ordered[half - 1 - i] - median) if i < a else _INF
+    next_b = abs(ordered[half + j] - median) if j < b else _INF
+    return max(last_a, last_b), min(next_a, next_b)
 
 
 def dominant_rejection(reasons: dict[str, int]) -> str | None:

@@ -11,9 +11,12 @@ Exchange clients report request durations with :func:`observe_exchange_request` 
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import math
+import operator
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -106,12 +109,12 @@ class FastHistogram:
 
     def observe_many(self, values: Iterable[float]) -> None:
         """``observe`` each value in turn (the same sum, added in the same order)."""
-        counts, bounds, total, count = self.counts, self.bounds, self.sum, self.count
-        for value in values:
-            counts[bisect.bisect_left(bounds, value)] += 1
-            total += value
-            count += 1
-        self.sum, self.count = total, count
+        values = list(values)
+        counts = self.counts
+        for index, hits in Counter(map(functools.partial(bisect.bisect_left, self.bounds), values)).items():
+            counts[index] += hits
+        self.sum = functools.reduce(operator.add, values, self.sum)
+        self.count += len(values)
 
     def buckets(self) -> list[tuple[str, float]]:
         """Cumulative (le, count) pairs including +Inf."""

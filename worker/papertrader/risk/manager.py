@@ -49,6 +49,8 @@ class RiskManager:
 
     def __init__(self, limits: RiskLimits) -> None:
         self.limits = limits
+        #: whether a lot can be due to close without a sell signal (MAX_HOLD_HOURS is set)
+        self.time_exits = bool(limits.max_hold_ms)
         self.state = RiskState()
         self._next_day_ts = 0
 
@@ -124,11 +126,6 @@ class RiskManager:
 
     def record_close(self, ts: int) -> None:
         self.state.last_close_ts = ts
-
-    @property
-    def time_exits(self) -> bool:
-        """Whether a lot can be due to close without a sell signal (MAX_HOLD_HOURS is set)."""
-        return bool(self.limits.max_hold_ms)
 
     def due_exit(self, lot: Lot, decision_ts: int, sell_signal: bool) -> str | None:
         """The exit to place at this close for ``lot`` (filled at the next open), if any."""
