@@ -10,8 +10,11 @@ and services, the settings of ``benchmarks/engine_throughput.py``) and times, pe
 CSV (the source's ``next_batch``), each pipeline stage of ``Engine.STAGES`` (the same methods tracing wraps),
 ``process`` itself beyond its stages (dispatch), the ledger commit, and the rest of the run loop (tick reporting to
 listeners, progress, the event loop). The timers are instance-level wrappers; their own cost is measured first and
-taken off every stage, so the rows add up to the run's wall time within noise. The process CPU time of the same
-run is printed for comparison with ``engine_throughput.py``.
+taken off every stage, so the rows add up to the run's wall time within noise (the rows are estimates: what the
+correction misses lands in "dispatch"). Stages are timed in wall time, since a CPU-time clock is a system call
+that costs more than most stages: run it on a quiet machine (when the printed wall time is well above the process
+CPU time, other load distorted the rows). The process CPU time of the same run is printed for comparison with
+``engine_throughput.py``.
 """
 
 from __future__ import annotations
