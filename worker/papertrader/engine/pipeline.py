@@ -228,8 +228,8 @@ class Engine:
             self.last_signal = signal
             if signal is not HOLD or (portfolio.lots and risk.time_exits):
                 self._decide(candle, signal)
-        ts, close = candle[0], candle[4]
-        for message in risk.on_equity(ts, portfolio.equity_f(close)):
+        ts = candle[0]
+        for message in risk.on_equity(ts, portfolio.equity_f(candle[4]) if portfolio.lots else portfolio.cash_f):
             log.warning("%s %s", self.symbol, message)
             self._events.append((ts, "halt", message))
 
