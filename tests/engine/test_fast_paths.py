@@ -211,3 +211,18 @@ def test_replay_with_batched_listeners_equals_replay_without_listeners(tmp_path:
     assert len(ticks) - candle_calls == len(items) - sum(1 for item in items if type(item) is not Candle)
     assert 0 < candle_calls <= len(ticks) // 100  # on_candle once per batch, not per candle
     assert heard["summary"]["trades"] > 0  # type: ignore[index]
+
+
+def test_tick_histogram_fed_a_batch_equals_observing_one_by_one() -> None:
+    from papertrader.observability.metrics import TICK_BUCKETS, FastHistogram
+
+    rng = random.Random(19)
+    one, batched = FastHistogram(TICK_BUCKETS), FastHistogram(TICK_BUCKETS)
+    for _ in range(200):
+        values = [rng.choice((rng.expovariate(5000.0), rng.choice(TICK_BUCKETS), rng.random() * 20.0))
+                  for _ in range(rng.randint(0, 400))]
+        for value in values:
+            one.observe(value)
+        batched.observe_many(values)
+        assert (batched.counts, batched.sum, batched.count) == (one.counts, one.sum, one.count)
+    assert one.counts[-1] > 0 and one.counts[0] > 0

@@ -16,7 +16,6 @@ import logging
 import math
 import operator
 import threading
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -110,10 +109,15 @@ class FastHistogram:
     def observe_many(self, values: Iterable[float]) -> None:
         """``observe`` each value in turn (the same sum, added in the same order)."""
         values = list(values)
+        ordered = sorted(values)
         counts = self.counts
-        for index, hits in Counter(map(functools.partial(bisect.bisect_left, self.bounds), values)).items():
-            counts[index] += hits
-        self.sum = functools.reduce(operator.add, values, self.sum)
+        below = 0  # values <= the previous bound (bucket i holds bounds[i - 1] < value <= bounds[i])
+        for index, bound in enumerate(self.bounds):
+            upto = bisect.bisect_right(ordered, bound)
+            counts[index] += upto - below
+            below = upto
+        counts[-1] += len(ordered) - below
+        self.sum = functools.reduce(operator.add, values, self.sum)  # added one by one, in order, as observe does
         self.count += len(values)
 
     def buckets(self) -> list[tuple[str, float]]:
