@@ -141,6 +141,8 @@ def profile(path: Path, candles: int | None, risk: str, workdir: Path, top: int)
     print(f"{path.name}: {count:,} candles, {summary['trades']:,} trades; process CPU {cpu:.2f} s "
           f"({count / cpu:,.0f} candles/s), wall {wall:.2f} s with the timers "
           f"(each timed call costs {clock.overhead * 1e6:.2f} us, taken off)")
+    if wall > 1.25 * cpu:
+        print(f"note: wall time is {wall / cpu:.2f}x the process CPU time: other load on the machine distorts the rows")
     print(f"{'where':66s} {'us/candle':>10s} {'share':>6s}")
     total = sum(seconds for _, seconds in rows)
     for label, seconds in rows:
