@@ -2,6 +2,12 @@
 
     python benchmarks/engine_throughput.py                 # 1M candles (generated once, cached)
     python benchmarks/engine_throughput.py --candles 200000 --json out.json
+    PAPERTRADER_REAL_CANDLES=binance_BTC-USDT_1m.csv python benchmarks/engine_throughput.py
+
+Two workloads, each measured for every engine in the same run: the seeded synthetic file (trade-heavy: about one
+order per 27 candles with every cross traded), and a real-data file of the same length, the real Binance BTC-USDT
+1-minute candles (``PAPERTRADER_REAL_CANDLES``, default /work/shared/data/binance_BTC-USDT_1m.csv) repeated end to
+end with shifted timestamps (skipped with a note when that file is missing).
 
 Measured in one run, on one file, with SMA(10)/SMA(30) and a 0.25 % fee:
 - papertrader: the full pipeline (quality gate, features, strategy, risk, broker, durable SQLite ledger and CSV
@@ -36,6 +42,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
+#: real Binance BTC-USDT 1-minute candles (61,272 rows, April-May 2021); the real-data workload repeats them
+REAL_CANDLES = Path(os.environ.get("PAPERTRADER_REAL_CANDLES", "/work/shared/data/binance_BTC-USDT_1m.csv"))
 
 
 def candle_file(count: int, seed: int = 7) -> Path:
@@ -57,6 +65,35 @@ def candle_file(count: int, seed: int = 7) -> Path:
             batch = asyncio.run(source.next_batch(min(100_000, left)))
             handle.writelines(format_candle(c) for c in batch)  # type: ignore[arg-type]
             left -= len(batch)
+    os.replace(tmp, path)
+    return path
+
+
+def real_candle_file(count: int, source: Path = REAL_CANDLES) -> Path | None:
+    """A cached file of ``count`` real 1-minute candles: ``source`` repeated end to end, each copy's timestamps
+    shifted to follow the previous copy by one interval (rows otherwise byte for byte as in ``source``).
+    None when ``source`` is missing."""
+    if not source.is_file():
+        return None
+    path = DATA / f"real_{source.stem}_x{count}.csv"
+    if path.exists():
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as handle:
+        header = handle.readline()
+        rows = [line.split(b",", 1) for line in handle if line.strip()]
+    first, last = int(rows[0][0]), int(rows[-1][0])
+    span = last - first + 60_000
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        out.write(header)
+        written = copy = 0
+        while written < count:
+            shift = copy * span
+            for ts, rest in rows[:count - written]:
+                out.write(b"%d,%s" % (int(ts) + shift, rest))
+            written += min(len(rows), count - written)
+            copy += 1
     os.replace(tmp, path)
     return path
 
@@ -225,6 +262,45 @@ def best_of(repeat: int, measure: Any) -> dict[str, Any]:
     return best
 
 
+def workload(path: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """papertrader, the bare loop, backtesting.py and vectorbt on one file, and the ratios between them."""
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    counter = iter(range(10**6))
+    print(f"{path.name}: papertrader full pipeline ...", file=sys.stderr, flush=True)
+    results["papertrader"] = best_of(args.repeat, lambda: bench_papertrader(path, work / f"r{next(counter)}",
+                                                                            args.risk))
+    print(f"{path.name}: bare Python loop ...", file=sys.stderr, flush=True)
+    results["bare_loop"] = best_of(args.repeat, lambda: bench_bare_loop(path, Path(tempfile.mkdtemp(dir=work))))
+    results["bare_loop_over_papertrader"] = (results["bare_loop"]["candles_per_s"]
+                                             / results["papertrader"]["candles_per_s"])
+    if not args.skip_backtesting:
+        print(f"{path.name}: backtesting.py ...", file=sys.stderr, flush=True)
+        results["backtesting_py"] = best_of(args.repeat, lambda: bench_backtesting(path))
+        results["ratio_vs_backtesting_py"] = (results["papertrader"]["candles_per_s"]
+                                              / results["backtesting_py"]["candles_per_s"])
+    if not args.skip_vectorbt:
+        print(f"{path.name}: vectorbt ...", file=sys.stderr, flush=True)
+        results["vectorbt"] = best_of(args.repeat, lambda: bench_vectorbt(path))
+        results["ratio_vs_vectorbt"] = (results["papertrader"]["candles_per_s"]
+                                        / results["vectorbt"]["candles_per_s"])
+    return results
+
+
+def report_workload(name: str, results: dict[str, Any]) -> None:
+    print(f"--- {name}")
+    for engine in ("papertrader", "bare_loop", "backtesting_py", "vectorbt"):
+        if engine in results:
+            row = results[engine]
+            print(f"{engine:16s} {row['candles_per_s']:>12,.0f} candles/s  ({row['candles']} candles, "
+                  f"{row['trades']} trades, {row['cpu_s']:.2f} s cpu, {row['wall_s']:.2f} s wall)")
+    if "ratio_vs_backtesting_py" in results:
+        print(f"ratio papertrader / backtesting.py: {results['ratio_vs_backtesting_py']:.2f}")
+    if "ratio_vs_vectorbt" in results:
+        print(f"ratio papertrader / vectorbt: {results['ratio_vs_vectorbt']:.4f}")
+    print(f"bare loop / papertrader: {results['bare_loop_over_papertrader']:.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candles", type=int, default=1_000_000)
@@ -233,6 +309,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--skip-backtesting", action="store_true")
     parser.add_argument("--skip-vectorbt", action="store_true")
+    parser.add_argument("--skip-real", action="store_true", help="only the synthetic trade-heavy file")
     parser.add_argument("--risk", choices=("off", "default"), default="off",
                         help="papertrader's risk exits and guards: off (every cross trades) or the defaults")
     args = parser.parse_args()
@@ -241,35 +318,20 @@ def main() -> int:
                                "python": platform.python_version(), "file": path.name, "repeat": args.repeat,
                                "papertrader_risk": args.risk,
                                "method": "process CPU time (time.process_time), CSV load included; best of repeat"}
+    real = None if args.skip_real else real_candle_file(args.candles)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        counter = iter(range(10**6))
-        print("papertrader full pipeline ...", file=sys.stderr, flush=True)
-        results["papertrader"] = best_of(args.repeat, lambda: bench_papertrader(path, work / f"r{next(counter)}",
-                                                                                args.risk))
-        print("bare Python loop ...", file=sys.stderr, flush=True)
-        results["bare_loop"] = best_of(args.repeat, lambda: bench_bare_loop(path, Path(tempfile.mkdtemp(dir=work))))
-        if not args.skip_backtesting:
-            print("backtesting.py ...", file=sys.stderr, flush=True)
-            results["backtesting_py"] = best_of(args.repeat, lambda: bench_backtesting(path))
-            results["ratio_vs_backtesting_py"] = (results["papertrader"]["candles_per_s"]
-                                                  / results["backtesting_py"]["candles_per_s"])
-        if not args.skip_vectorbt:
-            print("vectorbt ...", file=sys.stderr, flush=True)
-            results["vectorbt"] = best_of(args.repeat, lambda: bench_vectorbt(path))
-            results["ratio_vs_vectorbt"] = (results["papertrader"]["candles_per_s"]
-                                            / results["vectorbt"]["candles_per_s"])
+        results.update(workload(path, work / "synthetic", args))
+        if real is not None:
+            results["real_data"] = {"file": real.name, **workload(real, work / "real", args)}
+        elif not args.skip_real:
+            print(f"real-data workload skipped: {REAL_CANDLES} not found (set PAPERTRADER_REAL_CANDLES)",
+                  file=sys.stderr)
         print("decision latency ...", file=sys.stderr, flush=True)
         results["latency"] = bench_latency(path, work, args.latency_candles)
-    for name in ("papertrader", "bare_loop", "backtesting_py", "vectorbt"):
-        if name in results:
-            row = results[name]
-            print(f"{name:16s} {row['candles_per_s']:>12,.0f} candles/s  ({row['candles']} candles, "
-                  f"{row['trades']} trades, {row['cpu_s']:.2f} s cpu, {row['wall_s']:.2f} s wall)")
-    if "ratio_vs_backtesting_py" in results:
-        print(f"ratio papertrader / backtesting.py: {results['ratio_vs_backtesting_py']:.2f}")
-    if "ratio_vs_vectorbt" in results:
-        print(f"ratio papertrader / vectorbt: {results['ratio_vs_vectorbt']:.4f}")
+    report_workload(path.name, results)
+    if "real_data" in results:
+        report_workload(results["real_data"]["file"], results["real_data"])
     latency = results["latency"]
     print(f"decision latency (candle in -> decision persisted): p50 {latency['p50_ms']:.3f} ms, "
           f"p99 {latency['p99_ms']:.3f} ms over {latency['candles']} candles")

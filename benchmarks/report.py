@@ -58,6 +58,7 @@ KEY_FIGURES = [
     ("vectorbt candles/s (CPU)", "engine", "vectorbt.candles_per_s", "candles/s", True),
     ("ratio papertrader / backtesting.py", "engine", "ratio_vs_backtesting_py", "x", True),
     ("ratio papertrader / vectorbt", "engine", "ratio_vs_vectorbt", "x", True),
+    ("ratio papertrader / backtesting.py, real data", "engine", "real_data.ratio_vs_backtesting_py", "x", True),
     ("decision latency p50", "engine", "latency.p50_ms", "ms", False),
     ("decision latency p99", "engine", "latency.p99_ms", "ms", False),
     ("ML inference p50 (on_candle)", "ml", "inference_per_candle.on_candle_p50_us", "us", False),
@@ -192,6 +193,27 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def engine_table(add: Any, e: dict[str, Any]) -> None:
+    """One workload of the engine benchmark: a row per engine and the ratios."""
+    add("| engine | candles/s (CPU) | CPU s | wall s | orders / trades | runs (CPU s) |")
+    add("|---|---:|---:|---:|---:|---|")
+    for key, label in (("papertrader", ("papertrader (full pipeline: quality gate, features, risk, broker, "
+                                        "SQLite ledger, CSV logs)")),
+                       ("backtesting_py", "backtesting.py (`pd.read_csv` + `Backtest.run`)"),
+                       ("vectorbt", "vectorbt (`pd.read_csv` + `Portfolio.from_signals`, numba warmed)"),
+                       ("bare_loop", "bare Python loop (2 SMAs, cross, batched SQLite writes)")):
+        row = e.get(key)
+        if row:
+            add(f"| {label} | {fmt(row['candles_per_s'])} | {fmt(row['cpu_s'], 2)} | {fmt(row['wall_s'], 2)} "
+                f"| {fmt(row['trades'])} | {', '.join(map(str, row.get('runs_cpu_s', [])))} |")
+    add("")
+    bare = e.get("bare_loop_over_papertrader")
+    add(f"**Ratio papertrader / backtesting.py: {fmt(e.get('ratio_vs_backtesting_py'), 2)}x**; "
+        f"**papertrader / vectorbt: {fmt(e.get('ratio_vs_vectorbt'), 3)}x** (vectorbt is vectorised numpy/numba "
+        f"over the whole array at once; papertrader processes candle by candle, durably, as a live worker does)"
+        + (f"; the bare loop is {fmt(bare, 2)}x faster than papertrader." if bare is not None else "."))
+
+
 def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
     steps = run["steps"]
     r = {name: step["result"] for name, step in steps.items()}
@@ -209,6 +231,10 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
     add("")
     summary = [
         ("papertrader / backtesting.py (CPU, same candles)", fmt(dig(e, "ratio_vs_backtesting_py"), 2) + "x"),
+        *([("papertrader / backtesting.py, real-data file", fmt(dig(e, "real_data.ratio_vs_backtesting_py"), 2) + "x"),
+           ("bare Python loop / papertrader (synthetic / real data)",
+            f"{fmt(dig(e, 'bare_loop_over_papertrader'), 2)}x / "
+            f"{fmt(dig(e, 'real_data.bare_loop_over_papertrader'), 2)}x")] if dig(e, "real_data") else []),
         ("papertrader / vectorbt", fmt(dig(e, "ratio_vs_vectorbt"), 3) + "x"),
         ("decision latency p50 / p99", f"{fmt(dig(e, 'latency.p50_ms'), 3)} / {fmt(dig(e, 'latency.p99_ms'), 3)} ms"),
         ("ML inference p50 / p99 (on_candle)", (f"{fmt(dig(ml, 'inference_per_candle.on_candle_p50_us'))} / "
@@ -256,21 +282,14 @@ def render(run: dict[str, Any], previous: dict[str, Any] | None) -> str:
             f"(`--risk {e.get('papertrader_risk')}`), so that it trades every cross as the other two do: its "
             "order count equals vectorbt's (backtesting.py counts round trips).")
         add("")
-        add("| engine | candles/s (CPU) | CPU s | wall s | orders / trades | runs (CPU s) |")
-        add("|---|---:|---:|---:|---:|---|")
-        for key, label in (("papertrader", ("papertrader (full pipeline: quality gate, features, risk, broker, "
-                                            "SQLite ledger, CSV logs)")),
-                           ("backtesting_py", "backtesting.py (`pd.read_csv` + `Backtest.run`)"),
-                           ("vectorbt", "vectorbt (`pd.read_csv` + `Portfolio.from_signals`, numba warmed)"),
-                           ("bare_loop", "bare Python loop (2 SMAs, cross, batched SQLite writes)")):
-            row = e.get(key)
-            if row:
-                add(f"| {label} | {fmt(row['candles_per_s'])} | {fmt(row['cpu_s'], 2)} | {fmt(row['wall_s'], 2)} "
-                    f"| {fmt(row['trades'])} | {', '.join(map(str, row.get('runs_cpu_s', [])))} |")
-        add("")
-        add(f"**Ratio papertrader / backtesting.py: {fmt(e.get('ratio_vs_backtesting_py'), 2)}x**; "
-            f"**papertrader / vectorbt: {fmt(e.get('ratio_vs_vectorbt'), 3)}x** (vectorbt is vectorised numpy/numba "
-            f"over the whole array at once; papertrader processes candle by candle, durably, as a live worker does).")
+        engine_table(add, e)
+        real = e.get("real_data")
+        if real:
+            add("")
+            add(f"Real data: file `{real.get('file')}`, the real Binance BTC-USDT 1-minute candles repeated end to end "
+                "with shifted timestamps (same settings):")
+            add("")
+            engine_table(add, real)
         lat = e.get("latency", {})
         add("")
         add(f"**Decision latency** (candle in -> decision persisted, one SQLite commit per candle as a live worker): "

@@ -125,3 +125,29 @@ def test_state_round_trip():
     for candle in candles[70:]:
         assert copy.check(candle) == gate.check(candle)
     assert copy.score() == gate.score() and vars(copy.counters) == vars(gate.counters)
+
+
+def test_middle_deviations_equal_sorting_the_deviations():
+    """The gate's MAD (binary search over the two sorted runs of deviations) gives exactly the floats of sorting
+    every |r - median|, with ties, repeated values and one-sided windows."""
+    import random
+
+    from papertrader.quality import middle_deviations
+
+    rng = random.Random(19)
+    for case in range(3000):
+        n = rng.randint(2, 120)
+        kind = case % 4
+        if kind == 0:
+            values = [rng.gauss(0.0, 1e-3) for _ in range(n)]
+        elif kind == 1:  # few distinct values: ties everywhere
+            values = [rng.choice((-2e-3, -1e-3, 0.0, 1e-3, 3e-3)) for _ in range(n)]
+        elif kind == 2:  # one-sided, skewed
+            values = [abs(rng.gauss(0.0, 1e-3)) ** 3 for _ in range(n)]
+        else:  # a level shift: two clusters
+            values = [rng.gauss(0.05 if rng.random() < 0.3 else 0.0, 1e-4) for _ in range(n)]
+        ordered = sorted(values)
+        half = n // 2
+        median = ordered[half] if n % 2 else 0.5 * (ordered[half - 1] + ordered[half])
+        deviations = sorted(abs(r - median) for r in ordered)
+        assert middle_deviations(ordered, median) == (deviations[half - 1], deviations[half]), (values, median)

@@ -1,5 +1,9 @@
 """Engine events: what the pipeline tells the outside world (metrics, WebSocket, Telegram, traces).
 
+``on_candle`` and ``on_ticks_done`` come once per batch (the runner's commit unit: one candle for a live worker,
+up to COMMIT_EVERY_CANDLES in a replay at max speed), with the batch's last candle and every item's duration; fills,
+portfolio rows and predictions come as they happen.
+
 The engine calls every registered :class:`EngineListener` synchronously on its own thread, so a listener
 must be cheap and must never block: anything slow (network) goes through a bounded queue of its own.
 A listener that raises is logged and counted, never allowed to stop trading.
@@ -7,6 +11,7 @@ A listener that raises is logged and counted, never allowed to stop trading.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -86,7 +91,7 @@ class EngineListener(Protocol):
 
     def on_portfolio(self, snapshot: PortfolioSnapshot) -> None: ...
 
-    def on_tick_done(self, candle: Candle, duration_s: float) -> None: ...
+    def on_ticks_done(self, items: Sequence[Candle], durations_s: Sequence[float]) -> None: ...
 
 
 class BaseListener:
@@ -104,5 +109,5 @@ class BaseListener:
     def on_portfolio(self, snapshot: PortfolioSnapshot) -> None:
         pass
 
-    def on_tick_done(self, candle: Candle, duration_s: float) -> None:
-        pass
+    def on_ticks_done(self, items: Sequence[Candle], durations_s: Sequence[float]) -> None:
+        """Once per batch: every item's processing time, in order (``durations_s[i]`` is ``items[i]``'s)."""

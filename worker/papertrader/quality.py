@@ -40,6 +40,8 @@ REJECTED_SHARE_WARNING = 0.02  # a run that lost more than this share of its can
 _REFRESH = 20  # candles between recomputations of the rolling median and median absolute deviation
 _MIN_RETURNS_FOR_OUTLIERS = 30
 _MAD_TO_SIGMA = 1.4826
+_INF = math.inf
+_log = math.log
 
 #: the sane range of candle open times (UTC ms): [1970-01-01, 2100-01-01); outside it a timestamp is a typo or a
 #: unit error (seconds, microseconds) and could not even be stored as int64 in the worst case
@@ -104,7 +106,10 @@ class DataQualityGate:
 
     # --- judging ----------------------------------------------------------------------------------------
     def check(self, item: Candle | BadRow) -> CandleVerdict:
-        """The verdict for one item. Updates counters and the rolling score."""
+        """The verdict for one item. Updates counters and the rolling score.
+
+        The common case (a well-formed candle one interval after the last accepted one, no outlier, no custom
+        checks) takes the first branch: a few comparisons, the log return and the ring-buffer update."""
         counters = self.counters
         counters.checked += 1
         if type(item) is not Candle:
@@ -114,14 +119,38 @@ class DataQualityGate:
             self._last = item
             counters.accepted += 1
             return OK
-        if not (0.0 < l <= h < math.inf and 0.0 <= v < math.inf and l <= o <= h and l <= c <= h):
+        if not (0.0 < l <= h < _INF and 0.0 <= v < _INF and l <= o <= h and l <= c <= h):
             return self._reject(*_diagnose(item))
+        last = self._last
+        if (last is not None and ts - last[0] == self.interval_ms and ts < MAX_TS_MS and not self._custom
+                and not ts % self.interval_ms):
+            # the common case: the next candle in order (the same checks as below, in the same order)
+            returns = self._returns
+            ret = _log(c / last[4])
+            if len(returns) >= _MIN_RETURNS_FOR_OUTLIERS:
+                if self._since_refresh >= _REFRESH:
+                    self._refresh_median_mad()
+                deviation = ret - self._median
+                if deviation > self._suspect_deviation or -deviation > self._suspect_deviation:
+                    return self._judge_outlier(item, ret, deviation, 0)
+            returns.append(ret)
+            if len(returns) > self.window:
+                returns.popleft()
+            self._since_refresh += 1
+            self._last = item
+            self._rejected_close = 0.0
+            self._jump_ts = 0
+            counters.accepted += 1
+            i = self._pos
+            codes = self._codes
+            if codes[i] != _C_OK or self._missing[i]:
+                self._push(_C_OK, 0)
+            else:
+                self._pos = i + 1 if i + 1 < self.window else 0
+            return OK
         if ts % self.interval_ms or not MIN_TS_MS <= ts < MAX_TS_MS:
             return self._reject_time(ts)
-        last = self._last
         missing = 0
-        verdict = OK
-        code = _C_OK
         if last is not None:
             last_ts = last[0]
             if ts <= last_ts:
@@ -143,24 +172,38 @@ class DataQualityGate:
                 missing = step // self.interval_ms - 1
                 counters.gaps += 1
                 counters.missing_candles += missing
-            ret = math.log(c / last[4])
+            ret = _log(c / last[4])
             if len(self._returns) >= _MIN_RETURNS_FOR_OUTLIERS:
                 if self._since_refresh >= _REFRESH:
                     self._refresh_median_mad()
                 deviation = ret - self._median
                 if deviation > self._suspect_deviation or -deviation > self._suspect_deviation:
-                    z = abs(deviation) / self._scale if self._scale > 0.0 else math.inf
-                    if z >= self.reject_z and not self._confirms_level_shift(c):
-                        self._rejected_close = c
-                        return self._reject(f"outlier: return robust z={z:.1f} >= {self.reject_z:g}",
-                                            "outlier_rejected", _C_REJECTED, missing)
-                    verdict = CandleVerdict("suspect", (f"outlier: return robust z={z:.1f}",))
-                    code = _C_OUTLIER
-            returns = self._returns
-            returns.append(ret)
-            if len(returns) > self.window:
-                returns.popleft()
-            self._since_refresh += 1
+                    return self._judge_outlier(item, ret, deviation, missing)
+            self._append_return(ret)
+        return self._accept(item, OK, _C_OK, missing)
+
+    def _judge_outlier(self, item: Candle, ret: float, deviation: float, missing: int) -> CandleVerdict:
+        """A return beyond QUALITY_OUTLIER_Z: rejected above QUALITY_REJECT_Z (unless it confirms a level shift),
+        otherwise accepted as suspect."""
+        z = abs(deviation) / self._scale if self._scale > 0.0 else math.inf
+        close = item[4]
+        if z >= self.reject_z and not self._confirms_level_shift(close):
+            self._rejected_close = close
+            return self._reject(f"outlier: return robust z={z:.1f} >= {self.reject_z:g}",
+                                "outlier_rejected", _C_REJECTED, missing)
+        self._append_return(ret)
+        return self._accept(item, CandleVerdict("suspect", (f"outlier: return robust z={z:.1f}",)), _C_OUTLIER,
+                            missing)
+
+    def _append_return(self, ret: float) -> None:
+        returns = self._returns
+        returns.append(ret)
+        if len(returns) > self.window:
+            returns.popleft()
+        self._since_refresh += 1
+
+    def _accept(self, item: Candle, verdict: CandleVerdict, code: int, missing: int) -> CandleVerdict:
+        """Custom checks, then the candle becomes the last accepted one."""
         for name, custom_check, reject in self._custom:
             problem = custom_check(item)
             if problem is not None:
@@ -168,6 +211,7 @@ class DataQualityGate:
                     return self._reject(f"{name}: {problem}", f"custom:{name}", _C_REJECTED, missing)
                 verdict = CandleVerdict("suspect", verdict.reasons + (f"{name}: {problem}",))
                 code = _C_OUTLIER
+        counters = self.counters
         self._last = item
         self._rejected_close = 0.0
         self._jump_ts = 0
@@ -236,9 +280,10 @@ class DataQualityGate:
         """Median and MAD of the rolling returns; refreshed every few candles (robust statistics move slowly)."""
         ordered = sorted(self._returns)
         n = len(ordered)
-        median = ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
-        deviations = sorted([abs(r - median) for r in ordered])
-        mad = deviations[n // 2] if n % 2 else 0.5 * (deviations[n // 2 - 1] + deviations[n // 2])
+        half = n // 2
+        median = ordered[half] if n % 2 else 0.5 * (ordered[half - 1] + ordered[half])
+        low, high = middle_deviations(ordered, median)
+        mad = high if n % 2 else 0.5 * (low + high)
         self._median = median
         self._scale = _MAD_TO_SIGMA * mad
         self._suspect_deviation = self.outlier_z * self._scale
@@ -307,6 +352,33 @@ class DataQualityGate:
     @property
     def last_accepted(self) -> Candle | None:
         return self._last
+
+
+def middle_deviations(ordered: list[float], median: float) -> tuple[float, float]:
+    """Elements ``n // 2 - 1`` and ``n // 2`` of ``sorted(abs(r - median) for r in ordered)`` (the same floats),
+    for sorted ``ordered`` (n >= 2) and its median, without building or sorting the deviations.
+
+    The deviations of ``ordered[:n // 2]`` (all <= median) rise from the middle outwards, as do those of
+    ``ordered[n // 2:]``: two sorted runs, whose k-th smallest element a binary search finds in O(log n)."""
+    n = len(ordered)
+    half = n // 2
+    a, b = half, n - half  # run A: abs(ordered[half - 1 - i] - median); run B: abs(ordered[half + j] - median)
+    take = half  # the k + 1 smallest for k = n // 2 - 1
+    lo, hi = max(0, take - b), min(a, take)
+    while True:
+        i = (lo + hi) // 2
+        j = take - i
+        if i < a and j > 0 and abs(ordered[half + j - 1] - median) > abs(ordered[half - 1 - i] - median):
+            lo = i + 1  # B[j - 1] > A[i]: take more from A
+        elif i > 0 and j < b and abs(ordered[half - i] - median) > abs(ordered[half + j] - median):
+            hi = i - 1  # A[i - 1] > B[j]: take fewer from A
+        else:
+            break
+    last_a = abs(ordered[half - i] - median) if i > 0 else -_INF
+    last_b = abs(ordered[half + j - 1] - median) if j > 0 else -_INF
+    next_a = abs(ordered[half - 1 - i] - median) if i < a else _INF
+    next_b = abs(ordered[half + j] - median) if j < b else _INF
+    return max(last_a, last_b), min(next_a, next_b)
 
 
 def dominant_rejection(reasons: dict[str, int]) -> str | None:

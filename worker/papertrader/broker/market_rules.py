@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 AUTO_TICK_SIGNIFICANT_DIGITS = 6
@@ -18,7 +19,7 @@ class MarketRules:
     min_order_quote: Decimal = Decimal("5")
     min_order_base: Decimal = Decimal("0")
 
-    @property
+    @cached_property
     def quantity_step(self) -> Decimal:
         return Decimal(1).scaleb(-self.quantity_decimals)
 
@@ -27,7 +28,7 @@ class MarketRules:
         steps = (price / self.tick_size).to_integral_value(rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
         return (max(steps, Decimal(1)) * self.tick_size).quantize(self._price_quantum)
 
-    @property
+    @cached_property
     def _price_quantum(self) -> Decimal:
         """Prices are written with the tick's decimal places (tick 0.01 -> 100.00, tick 10 -> 58770)."""
         return Decimal(1).scaleb(min(self.tick_size.as_tuple().exponent, 0))  # type: ignore[arg-type]

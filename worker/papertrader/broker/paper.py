@@ -42,21 +42,21 @@ class PaperBroker:
         self.fee_rate = fee_rate
         self.slippage = slippage
         self.cent = portfolio.cent
+        self._slip_factor = {"buy": Decimal(1) + slippage, "sell": Decimal(1) - slippage}
+        self._cost_factor = Decimal(1) + fee_rate  # price of one unit with its fee
 
     def _fee(self, notional: Decimal) -> Decimal:
         return (notional * self.fee_rate).quantize(self.cent, rounding=ROUND_CEILING)
 
     def slipped(self, reference: float, side: str) -> Decimal:
         """``reference`` moved against the trader by the slippage and rounded to the tick."""
-        price = Decimal(repr(reference))
-        factor = Decimal(1) + self.slippage if side == "buy" else Decimal(1) - self.slippage
-        return self.rules.price_against(price * factor, side)
+        return self.rules.price_against(Decimal(repr(reference)) * self._slip_factor[side], side)
 
     def buy(self, ts: int, price: Decimal, fraction: float, reason: str) -> Execution | OrderRejected:
         """Spend ``fraction`` of available cash (fee included) at ``price``."""
         portfolio = self.portfolio
         budget = (portfolio.cash * Decimal(repr(fraction))).quantize(self.cent, rounding=ROUND_FLOOR)
-        quantity = self.rules.floor_quantity(budget / (price * (Decimal(1) + self.fee_rate)))
+        quantity = self.rules.floor_quantity(budget / (price * self._cost_factor))
         if quantity <= 0:
             return OrderRejected(ts, "buy", "insufficient_cash",
                                  f"insufficient cash: {portfolio.cash} available, budget {budget} buys nothing at {price}")

@@ -18,6 +18,7 @@ import time
 from array import array
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from papertrader.broker.market_rules import MarketRules, auto_tick_size
@@ -31,7 +32,7 @@ from papertrader.ledger.portfolio import Portfolio
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import BadRow, format_candle
-from papertrader.quality import (DUPLICATE, MAX_TS_MS, MIN_TS_MS, REJECTED_SHARE_WARNING, DataQualityGate,
+from papertrader.quality import (DUPLICATE, MAX_TS_MS, MIN_TS_MS, OK, REJECTED_SHARE_WARNING, DataQualityGate,
                                   describe_rejections, dominant_rejection)
 from papertrader.risk.exits import ExitRules
 from papertrader.risk.manager import MINUTE_MS, RiskLimits, RiskManager
@@ -40,6 +41,7 @@ from papertrader.strategy.base import PositionView, Strategy
 
 log = logging.getLogger("papertrader.engine")
 
+_ts_of, _close_of = itemgetter(0), itemgetter(4)
 _LOGGED_REJECTIONS = 20  # rejections logged one by one; after that, every 1000th
 _MIN_CANDLES_FOR_SHARE_WARNING = 50  # the rejected share is judged once this many candles were checked
 
@@ -108,8 +110,11 @@ class Engine:
         self._fills: list[tuple[Any, Decimal, Decimal]] = []
         self._marks: list[PortfolioSnapshot] = []
         self._events: list[tuple[int | None, str, str]] = []
-        self._price_ts: array[int] = array("q")  # accepted candles since the last commit (for reports)
-        self._price_close: array[float] = array("d")
+        self._accepted_since_commit: list[Candle] = []  # their times and closes go to the ledger (for reports)
+        #: the last item and its verdict, for the listeners' ``on_candle`` (:meth:`publish`, once per batch)
+        self._publish_item: Candle | BadRow | None = None
+        self._publish_verdict: CandleVerdict = OK
+        self._view: PositionView | None = None  # the strategy's view of the open lots (None: build after fills)
         self._control_seq = 0  # id of the last control request (ledger ``control`` table) applied
         state_dir = settings.state_dir
         self.trades_log = CsvLog(state_dir / "logs" / "trades.csv", TRADES_HEADER)
@@ -160,7 +165,7 @@ class Engine:
         """Run one source item through the pipeline."""
         self.items += 1
         verdict = self._quality_stage(item)
-        if verdict.status == "rejected" or verdict is DUPLICATE:
+        if verdict is not OK and (verdict.status == "rejected" or verdict is DUPLICATE):
             return verdict
         candle: Candle = item  # type: ignore[assignment]
         self.accepted += 1
@@ -175,7 +180,7 @@ class Engine:
         verdict = self.gate.check(item)
         if self.recorder is not None and type(item) is Candle:
             self.recorder.append(format_candle(item))
-        if verdict.status == "rejected":
+        if verdict is not OK and verdict.status == "rejected":
             self._on_rejected(item, verdict)
         return verdict
 
@@ -198,38 +203,58 @@ class Engine:
         features = self.features
         if features.count < features.lookback:
             return None
-        lots = self.portfolio.lots
-        view = None
-        if lots:
-            view = PositionView(sum(lot.qty_f for lot in lots), lots[0].entry_f, lots[0].entry_ts, len(lots))
         strategy = self.strategy
-        signal = strategy.on_candle(candle, values, view)
+        signal = strategy.on_candle(candle, values, self._position_view() if self.portfolio.lots else None)
         if strategy.prediction is not None:
             for listener in self.listeners:
                 listener.on_prediction(strategy.prediction)
             strategy.prediction = None
         return signal
 
+    def _position_view(self) -> PositionView:
+        """The open lots as the strategy sees them; built again only after a fill changed them."""
+        view = self._view
+        if view is None:
+            lots = self.portfolio.lots
+            view = self._view = PositionView(sum(lot.qty_f for lot in lots), lots[0].entry_f, lots[0].entry_ts,
+                                             len(lots))
+        return view
+
     def _risk_stage(self, candle: Candle, signal: Signal | None) -> None:
         """After warm-up, turn the signal into orders for the next open; update the portfolio guards."""
         portfolio = self.portfolio
+        risk = self.risk
         if signal is not None and self.accepted > self.warmup:
             self.last_signal = signal
-            if signal is not HOLD or portfolio.lots:
+            if signal is not HOLD or (portfolio.lots and risk.time_exits):
                 self._decide(candle, signal)
-        for message in self.risk.on_equity(candle.ts, portfolio.equity_f(candle.close)):
+        ts = candle[0]
+        for message in risk.on_equity(ts, portfolio.equity_f(candle[4]) if portfolio.lots else portfolio.cash_f):
             log.warning("%s %s", self.symbol, message)
-            self._events.append((candle.ts, "halt", message))
+            self._events.append((ts, "halt", message))
 
     def _persistence_stage(self, candle: Candle, verdict: CandleVerdict, filled: bool) -> None:
-        """Buffer the portfolio row (every PORTFOLIO_SNAPSHOT_EVERY candles and after fills) and tell listeners."""
+        """Buffer the portfolio row (every PORTFOLIO_SNAPSHOT_EVERY candles and after fills); the candle is the
+        one the listeners hear of next (:meth:`publish`)."""
         self.last_candle = candle
-        self._price_ts.append(candle.ts)
-        self._price_close.append(candle.close)
+        self._accepted_since_commit.append(candle)
         if filled or self.accepted % self._snapshot_every == 0:
             self._snapshot(candle)
+        self._publish_item = candle
+        self._publish_verdict = verdict
+
+    def publish(self) -> None:
+        """Tell the listeners about the last candle processed (``on_candle``): once per batch, not per candle. A
+        live worker's batch is one candle, so it reports every candle; a replay reports the last of each batch
+        (the WebSocket feed conflates to the latest candle anyway). Fills, portfolio rows and predictions are
+        reported as they happen."""
+        item = self._publish_item
+        if item is None:
+            return
+        self._publish_item = None
+        verdict = self._publish_verdict
         for listener in self.listeners:
-            listener.on_candle(candle, verdict)
+            listener.on_candle(item, verdict)  # type: ignore[arg-type]
 
     def _on_rejected(self, item: Candle | BadRow, verdict: CandleVerdict) -> None:
         reason = verdict.reasons[0]
@@ -242,8 +267,8 @@ class Engine:
             suffix = " (further rejections are logged every 1000th)" if rejected == _LOGGED_REJECTIONS else ""
             log.warning("%s candle rejected (%d so far): %s%s", self.symbol, rejected, reason, suffix)
         self._warn_on_rejected_share()
-        for listener in self.listeners:
-            listener.on_candle(item, verdict)  # type: ignore[arg-type]
+        self._publish_item = item
+        self._publish_verdict = verdict
 
     def _warn_on_rejected_share(self) -> None:
         """Once per live run: a WARNING when more than REJECTED_SHARE_WARNING of the candles so far were rejected."""
@@ -281,10 +306,10 @@ class Engine:
         broker = self.broker
         assert broker is not None
         filled = False
+        check = self.exit_rules.check
         for lot in list(self.portfolio.lots):
-            trigger = self.exit_rules.check(lot, candle, lot.entry_ts == candle.ts)
+            trigger = check(lot, candle)
             if trigger is None:
-                self.exit_rules.after_candle(lot, candle)
                 continue
             if trigger.is_stop:
                 price = broker.slipped(trigger.price, "sell")
@@ -299,7 +324,7 @@ class Engine:
         decision_ts = candle.ts + self.interval_ms
         risk = self.risk
         lots = self.portfolio.lots
-        exiting = {order.lot_id for order in self.pending if order.side == "sell"}
+        exiting = {order.lot_id for order in self.pending if order.side == "sell"} if self.pending else ()
         for lot in lots:
             if lot.id not in exiting:
                 reason = risk.due_exit(lot, decision_ts, signal.side == "sell")
@@ -320,6 +345,7 @@ class Engine:
 
     def _record(self, execution: Execution) -> None:
         fill = execution.fill
+        self._view = None  # the lots changed
         self._fills.append((fill, execution.notional, execution.cash_after))
         self.trades_log.append(fill_row(fill, execution.notional, execution.cash_after))
         for listener in self.listeners:
@@ -386,6 +412,7 @@ class Engine:
     def commit(self, cursor: dict[str, Any]) -> float:
         """Make everything since the last commit durable, together with the source cursor. Returns seconds taken."""
         started = time.perf_counter()
+        accepted = self._accepted_since_commit
         logs = {"trades": self.trades_log, "portfolio": self.portfolio_log}
         if self.recorder is not None:
             logs["record"] = self.recorder
@@ -396,14 +423,13 @@ class Engine:
             "cursor": cursor,
             "engine_state": self.state(),
             "file_sizes": sizes,
-        }, (self._price_ts, self._price_close))
+        }, (array("q", map(_ts_of, accepted)), array("d", map(_close_of, accepted))))
         for name, csv_log in logs.items():
             csv_log.committed(sizes[name])
         self._fills.clear()
         self._marks.clear()
         self._events.clear()
-        self._price_ts = array("q")
-        self._price_close = array("d")
+        accepted.clear()
         return time.perf_counter() - started
 
     def state(self) -> dict[str, Any]:
@@ -433,6 +459,7 @@ class Engine:
         self.features.load_state(state["features"])
         self.strategy.load_state(state["strategy"])
         self.portfolio.load_state(state["portfolio"])
+        self._view = None
         self.risk.load_state(state["risk"])
         self.pending = [PendingOrder(*order) for order in state["pending"]]
         self.last_candle = Candle(*state["last_candle"]) if state["last_candle"] else None

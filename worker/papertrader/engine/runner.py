@@ -18,6 +18,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from operator import sub
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -307,13 +308,14 @@ class WorkerRunner:
                 break
             process = engine.process
             listeners = self.listeners
-            if listeners:  # tick timing for on_tick_done (observability); no cost without listeners
+            if listeners:  # tick timing for on_ticks_done (observability); no cost without listeners
                 perf = time.perf_counter
                 starts = []
                 for item in batch:
                     starts.append(perf())
                     process(item)
                 done = perf()
+                engine.publish()
             else:
                 for item in batch:
                     process(item)
@@ -397,16 +399,20 @@ class WorkerRunner:
             return
 
     def _report_ticks(self, batch: list[Any], starts: list[float], done: float, persisted_each: bool) -> None:
-        """``on_tick_done`` per item: replay at max speed reports each item's pipeline time; live and paced runs
-        (one commit per batch) report from the item's start until its decision was committed."""
-        ends = starts[1:] + [done]
-        for index, item in enumerate(batch):
-            duration = (done if persisted_each else ends[index]) - starts[index]
-            for listener in self.listeners:
-                try:
-                    listener.on_tick_done(item, duration)
-                except Exception:  # noqa: BLE001 - a listener must never stop trading
-                    log.exception("listener on_tick_done failed")
+        """``on_ticks_done`` once per batch with every item's duration: replay at max speed reports each item's
+        pipeline time; live and paced runs (one commit per batch) report from the item's start until its decision
+        was committed."""
+        if persisted_each:
+            durations = [done - start for start in starts]
+        else:
+            ends = starts[1:]
+            ends.append(done)
+            durations = list(map(sub, ends, starts))
+        for listener in self.listeners:
+            try:
+                listener.on_ticks_done(batch, durations)
+            except Exception:  # noqa: BLE001 - a listener must never stop trading
+                log.exception("listener on_ticks_done failed")
 
     def _progress(self, now: float) -> None:
         engine = self.engine

@@ -71,7 +71,13 @@ class FeatureEngine:
             key, factory = parse_feature(name)
             if key not in self._indicators:
                 self._indicators[key] = factory()
-        self._update_calls = [indicator.update for indicator in self._indicators.values()]
+        indicators = list(self._indicators.values())
+        self._update_calls = [indicator.update for indicator in indicators]
+        #: when every indicator is a function of the close alone (moving averages, as sma-cross needs): their
+        #: ``(output, close_push)`` pairs, called directly; otherwise None and every indicator's ``update`` runs
+        self._close_pushes: list[tuple[str, Callable[[float], float]]] | None = (
+            [(indicator.outputs[0], indicator.close_push) for indicator in indicators]  # type: ignore[misc]
+            if indicators and all(indicator.close_push is not None for indicator in indicators) else None)
         self.values: dict[str, float] = {}
         self.count = 0
         self.lookback = max((i.lookback for i in self._indicators.values()), default=0)
@@ -79,8 +85,14 @@ class FeatureEngine:
     def update(self, candle: Candle) -> dict[str, float]:
         """Feed one accepted closed candle; returns the (shared, mutable) values dict."""
         values = self.values
-        for update in self._update_calls:
-            update(candle, values)
+        close_pushes = self._close_pushes
+        if close_pushes is not None:
+            close = candle[4]
+            for key, push in close_pushes:
+                values[key] = push(close)
+        else:
+            for update in self._update_calls:
+                update(candle, values)
         self.count += 1
         return values
 

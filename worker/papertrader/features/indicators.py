@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from papertrader.features.rolling import Ema, RollingMean, RollingStats
@@ -37,6 +38,9 @@ class Indicator:
 
     outputs: tuple[str, ...] = ()
     lookback: int = 1
+    #: for an indicator with one output that depends on the close only: ``close -> value`` (written under
+    #: ``outputs[0]``), which the feature engine may call instead of :meth:`update`
+    close_push: Callable[[float], float] | None = None
 
     def update(self, candle: Candle, values: dict[str, float]) -> None:
         raise NotImplementedError
@@ -51,7 +55,7 @@ class Indicator:
 class Sma(Indicator):
     def __init__(self, n: int) -> None:
         self.mean = RollingMean(n)
-        self.push = self.mean.push
+        self.push = self.close_push = self.mean.push
         self.key = f"sma_{n}"
         self.outputs = (self.key,)
         self.lookback = n
@@ -71,6 +75,7 @@ class CloseToSma(Sma):
         super().__init__(n)
         self.key = f"close_sma_{n}"
         self.outputs = (self.key,)
+        self.close_push = None  # close / sma - 1, not the mean itself
 
     def update(self, candle: Candle, values: dict[str, float]) -> None:
         values[self.key] = candle[4] / self.push(candle[4]) - 1.0

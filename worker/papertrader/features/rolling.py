@@ -91,16 +91,17 @@ class RollingMean:
 
     def push(self, x: float) -> float:
         """Add a value; returns the mean of the last ``n`` values (NaN until ``n`` values were seen)."""
-        window = self._window
+        window, n = self._window, self.n
         window.append(x)
-        self._sum += x
-        if len(window) > self.n:
-            self._sum -= window.popleft()
-        self._since += 1
-        if self._since >= self.n:
-            self._sum = sum(window)
-            self._since = 0
-        return self._sum / self.n if len(window) == self.n else math.nan
+        total = self._sum + x
+        if len(window) > n:
+            total -= window.popleft()
+        since = self._since + 1
+        if since >= n:
+            total = sum(window)
+            since = 0
+        self._sum, self._since = total, since
+        return total / n if len(window) == n else math.nan
 
     def state(self) -> dict[str, Any]:
         return {"w": list(self._window), "s": self._sum, "since": self._since}

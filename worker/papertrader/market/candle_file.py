@@ -213,10 +213,11 @@ def _parse_native(lines: list[bytes]) -> list[Candle | BadRow] | None:
         return None
     try:
         timestamps = list(map(int, fields[0::6]))
+        del fields[0::6]  # the five price and volume columns remain
         values = list(map(float, fields))
     except ValueError:
         return None
-    rows = zip(timestamps, values[1::6], values[2::6], values[3::6], values[4::6], values[5::6])
+    rows = zip(timestamps, values[0::5], values[1::5], values[2::5], values[3::5], values[4::5])
     return list(map(tuple.__new__, repeat(Candle), rows))
 
 

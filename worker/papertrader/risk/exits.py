@@ -32,38 +32,35 @@ class ExitRules:
         self.min_profit_for_trailing = min_profit_for_trailing
         self.emergency_stop_pct = emergency_stop_pct
 
-    def stop_level(self, lot: Lot) -> tuple[float, str]:
+    def check(self, lot: Lot, candle: Candle) -> ExitTrigger | None:
+        """The exit this candle triggers for ``lot``, if any; when none, the candle's high is carried into the lot's
+        peak and the trailing stop armed when profit allows (for the candles after this one)."""
+        ts, open_, high, low = candle[0], candle[1], candle[2], candle[3]
         entry = lot.entry_f
-        level, reason = entry * (1.0 - self.emergency_stop_pct), "emergency_stop"
+        opened_this_candle = lot.entry_ts == ts
+        # the stop level: the highest of the emergency stop, the stop loss and (armed) the trailing stop
+        stop, reason = entry * (1.0 - self.emergency_stop_pct), "emergency_stop"
         if self.stop_loss_pct:
-            stop = entry * (1.0 - self.stop_loss_pct)
-            if stop > level:
-                level, reason = stop, "stop_loss"
+            stop_loss = entry * (1.0 - self.stop_loss_pct)
+            if stop_loss > stop:
+                stop, reason = stop_loss, "stop_loss"
         if lot.trailing_armed:
             trail = lot.peak_f * (1.0 - self.trailing_stop_pct)
-            if trail > level:
-                level, reason = trail, "trailing_stop"
-        return level, reason
-
-    def check(self, lot: Lot, candle: Candle, opened_this_candle: bool) -> ExitTrigger | None:
-        """The exit this candle triggers for ``lot``, if any."""
-        stop, reason = self.stop_level(lot)
-        if not opened_this_candle and candle.open <= stop:
-            return ExitTrigger(reason, candle.open, True)
-        if candle.low <= stop:
+            if trail > stop:
+                stop, reason = trail, "trailing_stop"
+        if not opened_this_candle and open_ <= stop:
+            return ExitTrigger(reason, open_, True)
+        if low <= stop:
             return ExitTrigger(reason, stop, True)
         if self.take_profit_pct:
-            target = lot.entry_f * (1.0 + self.take_profit_pct)
-            if not opened_this_candle and candle.open >= target:
-                return ExitTrigger("take_profit", candle.open, False)
-            if candle.high >= target:
+            target = entry * (1.0 + self.take_profit_pct)
+            if not opened_this_candle and open_ >= target:
+                return ExitTrigger("take_profit", open_, False)
+            if high >= target:
                 return ExitTrigger("take_profit", target, False)
-        return None
-
-    def after_candle(self, lot: Lot, candle: Candle) -> None:
-        """Carry this candle's high into the lot's peak and arm the trailing stop when profit allows."""
-        if candle.high > lot.peak_f:
-            lot.peak_f = candle.high
+        if high > lot.peak_f:
+            lot.peak_f = high
         if (self.trailing_stop_pct and not lot.trailing_armed
-                and lot.peak_f >= lot.entry_f * (1.0 + self.min_profit_for_trailing)):
+                and lot.peak_f >= entry * (1.0 + self.min_profit_for_trailing)):
             lot.trailing_armed = True
+        return None

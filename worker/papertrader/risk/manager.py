@@ -49,6 +49,8 @@ class RiskManager:
 
     def __init__(self, limits: RiskLimits) -> None:
         self.limits = limits
+        #: whether a lot can be due to close without a sell signal (MAX_HOLD_HOURS is set)
+        self.time_exits = bool(limits.max_hold_ms)
         self.state = RiskState()
         self._next_day_ts = 0
 
@@ -57,10 +59,10 @@ class RiskManager:
         """Update peak, drawdown and the daily baseline with the equity at a candle's close.
 
         Returns messages for halts that started now (for logs and events)."""
-        state, limits = self.state, self.limits
+        state = self.state
         if equity == state.last_equity and ts < self._next_day_ts:
             return _NONE  # nothing can change: same equity, same day
-        started: list[str] = []
+        started = _NONE  # (a new list only when a halt starts)
         day = ts // DAY_MS
         if day != state.day:
             state.day = day
@@ -68,21 +70,23 @@ class RiskManager:
             state.entries_today = 0
             state.day_start_equity = state.last_equity or equity
             state.halts.pop("daily_loss", None)
-        if equity > state.peak_equity:
-            state.peak_equity = equity
-        drawdown = (state.peak_equity - equity) / state.peak_equity if state.peak_equity else 0.0
+        peak = state.peak_equity
+        if equity > peak:
+            state.peak_equity = peak = equity
+        drawdown = (peak - equity) / peak if peak else 0.0
         if drawdown > state.max_drawdown_pct:
             state.max_drawdown_pct = drawdown
+        limits = self.limits
         if limits.max_drawdown_pct and drawdown >= limits.max_drawdown_pct and "drawdown" not in state.halts:
             state.halts["drawdown"] = (f"drawdown {drawdown:.2%} reached MAX_DRAWDOWN_PCT "
                                        f"{limits.max_drawdown_pct:.2%}: no new entries until resumed")
-            started.append(state.halts["drawdown"])
+            started = [state.halts["drawdown"]]
         if limits.max_daily_loss_pct and state.day_start_equity and "daily_loss" not in state.halts:
             loss = (state.day_start_equity - equity) / state.day_start_equity
             if loss >= limits.max_daily_loss_pct:
                 state.halts["daily_loss"] = (f"daily loss {loss:.2%} reached MAX_DAILY_LOSS_PCT "
                                              f"{limits.max_daily_loss_pct:.2%}: no new entries today (UTC)")
-                started.append(state.halts["daily_loss"])
+                started = [*started, state.halts["daily_loss"]]
         state.last_equity = equity
         return started
 

@@ -1,0 +1,228 @@
+"""The hot path's shortcuts give exactly what the general code gives (issue 19: speed without changing a byte).
+
+- the quality gate's branch for the next in-order candle against its general path (forced by a custom check that
+  never objects), on candles with every kind of anomaly: same verdicts, counters, score and state, candle by candle;
+- moving averages pushed directly against the indicators' ``update`` path (forced by a second kind of feature);
+- exit rules in one call per lot against the stop, trailing and take-profit rules written out;
+- a replay's trades, portfolio rows and ledger with listeners (batched ``on_candle`` / ``on_ticks_done``) equal the
+  same replay without any listener, and the tick histogram saw every candle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from papertrader.config import load_settings
+from papertrader.engine.runner import WorkerRunner
+from papertrader.features import FeatureEngine
+from papertrader.ledger.portfolio import Lot
+from papertrader.market.candle import Candle
+from papertrader.market.candle_file import BadRow
+from papertrader.quality import DataQualityGate
+from papertrader.risk.exits import ExitRules
+from tests.conftest import synthetic_candles, write_candle_file
+
+INTERVAL = 60_000
+
+
+def _with_anomalies(candles: list[Candle], seed: int) -> list[Candle | BadRow]:
+    """In-order candles with duplicates, conflicts, out-of-order rows, bad rows, spikes, gaps, misaligned and far
+    future timestamps, invalid prices and level shifts mixed in (seeded)."""
+    rng = random.Random(seed)
+    out: list[Candle | BadRow] = []
+    previous: Candle | None = None
+    shift = 1.0
+    for index, candle in enumerate(candles):
+        ts, o, h, low, c, v = candle
+        candle = Candle(ts, o * shift, h * shift, low * shift, c * shift, v)
+        r = rng.random()
+        if r < 0.01:
+            out += [candle, candle]  # identical duplicate
+        elif r < 0.02:
+            out += [candle, candle._replace(volume=candle.volume + 1.0)]  # conflicting duplicate
+        elif r < 0.03 and previous is not None:
+            out += [candle, previous]  # out of order
+        elif r < 0.04:
+            out += [BadRow(index, "unparseable"), candle]
+        elif r < 0.045:
+            out.append(candle._replace(close=candle.close * 1.4, high=candle.high * 1.4))  # spike
+        elif r < 0.05:  # a spike, then the exchange's corrected candle for the same time
+            out += [candle._replace(close=candle.close * 1.4, high=candle.high * 1.4), candle]
+        elif r < 0.06:
+            continue  # a gap
+        elif r < 0.065:
+            out.append(candle._replace(ts=ts + 1))  # misaligned
+        elif r < 0.07:
+            out.append(candle._replace(ts=ts + 400 * 86_400_000))  # time jump
+        elif r < 0.075:
+            out.append(candle._replace(open=math.nan))
+        elif r < 0.08:
+            shift *= 1.3  # a real level shift from here on
+            out.append(Candle(ts, o * shift, h * shift, low * shift, c * shift, v))
+        else:
+            out.append(candle)
+        previous = candle
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_gate_fast_branch_equals_general_path(seed: int) -> None:
+    items = _with_anomalies(synthetic_candles(6000, seed=seed, interval_ms=INTERVAL), seed)
+    fast = DataQualityGate(INTERVAL, window=50)
+    general = DataQualityGate(INTERVAL, window=50)
+    general.add_custom_check("never", lambda candle: None)  # any custom check sends every candle the long way
+    for item in items:
+        assert fast.check(item) == general.check(item), item
+        assert json.dumps(fast.state()) == json.dumps(general.state()), item
+        assert fast.score() == general.score()
+    assert vars(fast.counters) == vars(general.counters)
+    assert fast.counters.rejected > 100 and fast.counters.suspect > 0 and fast.counters.gaps > 10
+
+
+def test_moving_averages_pushed_directly_equal_the_update_path() -> None:
+    candles = synthetic_candles(5000, seed=4, interval_ms=INTERVAL)
+    direct = FeatureEngine(["sma_10", "sma_30"])
+    general = FeatureEngine(["sma_10", "sma_30", "range_pct"])  # another kind of feature: every update() runs
+    assert direct._close_pushes is not None and general._close_pushes is None
+    for candle in candles:
+        values = direct.update(candle)
+        expected = general.update(candle)
+        assert (values["sma_10"], values["sma_30"]) == (expected["sma_10"], expected["sma_30"]) or (
+            math.isnan(values["sma_30"]) and math.isnan(expected["sma_30"]))
+    assert json.dumps(direct.state()["indicators"]) == json.dumps(
+        {key: value for key, value in general.state()["indicators"].items() if key.startswith("sma")})
+
+
+def _written_out_exit(rules: ExitRules, lot: Lot, candle: Candle) -> tuple[str, float, bool] | None:
+    """docs/fill-model.md's exit rules, spelled out one by one."""
+    entry, opened = lot.entry_f, lot.entry_ts == candle.ts
+    levels = [(entry * (1.0 - rules.emergency_stop_pct), "emergency_stop")]
+    if rules.stop_loss_pct:
+        levels.append((entry * (1.0 - rules.stop_loss_pct), "stop_loss"))
+    if lot.trailing_armed:
+        levels.append((lot.peak_f * (1.0 - rules.trailing_stop_pct), "trailing_stop"))
+    stop, reason = levels[0]
+    for level, name in levels[1:]:
+        if level > stop:
+            stop, reason = level, name
+    if not opened and candle.open <= stop:
+        return reason, candle.open, True
+    if candle.low <= stop:
+        return reason, stop, True
+    if rules.take_profit_pct:
+        target = entry * (1.0 + rules.take_profit_pct)
+        if not opened and candle.open >= target:
+            return "take_profit", candle.open, False
+        if candle.high >= target:
+            return "take_profit", target, False
+    lot.peak_f = max(lot.peak_f, candle.high)
+    if rules.trailing_stop_pct and not lot.trailing_armed and lot.peak_f >= entry * (1.0 + rules.min_profit_for_trailing):
+        lot.trailing_armed = True
+    return None
+
+
+@pytest.mark.parametrize("settings", [(0.02, 0.01, 0.005, 0.003, 0.1), (0.0, 0.0, 0.0, 0.0, 0.004),
+                                      (0.01, 0.0, 0.004, 0.0, 0.05)])
+def test_exit_rules_in_one_call_equal_the_rules_written_out(settings: tuple[float, ...]) -> None:
+    rules = ExitRules(*settings)
+    candles = synthetic_candles(4000, seed=5, interval_ms=INTERVAL)
+    triggers = 0
+    for start in range(0, len(candles) - 200, 50):
+        entry = candles[start]
+        lot = Lot(1, None, None, entry.ts, None, 1.0, entry.open, entry.open)  # type: ignore[arg-type]
+        twin = Lot(1, None, None, entry.ts, None, 1.0, entry.open, entry.open)  # type: ignore[arg-type]
+        for candle in candles[start:start + 200]:
+            got = rules.check(lot, candle)
+            expected = _written_out_exit(rules, twin, candle)
+            assert (tuple(got) if got else None) == expected
+            assert (lot.peak_f, lot.trailing_armed) == (twin.peak_f, twin.trailing_armed)
+            if got:
+                triggers += 1
+                break
+    assert triggers > 10
+
+
+def _replay(tmp: Path, name: str, path: Path, listeners: bool) -> dict[str, object]:
+    settings = load_settings({"source": "replay", "replay_file": path, "state_dir": tmp / name, "symbol": "BTC-EUR",
+                              "candle_interval": "1m", "http_port": 0, "ws_port": 0, "commit_every_candles": 500})
+    runner = WorkerRunner(settings, console_logs=False)
+    if not listeners:
+        runner.listeners.clear()  # the run loop and the engine see no listener at all
+
+        async def run_without_services() -> dict[str, object]:
+            from papertrader.engine import runner as runner_module
+
+            factories = list(runner_module.SERVICE_FACTORIES)
+            runner_module.SERVICE_FACTORIES.clear()
+            try:
+                return await runner.run()
+            finally:
+                runner_module.SERVICE_FACTORIES.extend(factories)
+
+        summary = asyncio.run(run_without_services())
+        ticks = None
+    else:
+        seen: list[int] = []
+
+        class Ticks:
+            def on_candle(self, candle: Candle, verdict: object) -> None:
+                seen.append(-1)
+
+            def on_prediction(self, prediction: object) -> None: ...
+
+            def on_fill(self, fill: object) -> None: ...
+
+            def on_portfolio(self, snapshot: object) -> None: ...
+
+            def on_ticks_done(self, items: list[Candle], durations: list[float]) -> None:
+                assert len(items) == len(durations) and all(d >= 0 for d in durations)
+                seen.extend(range(len(items)))
+
+        runner.listeners.append(Ticks())  # type: ignore[arg-type]
+        summary = asyncio.run(runner.run())
+        ticks = seen
+    state = tmp / name
+    db = sqlite3.connect(state / "state.db")
+    ledger = [db.execute(f"SELECT * FROM {table} ORDER BY id").fetchall() for table in ("fills", "marks", "events")]
+    db.close()
+    summary.pop("duration_s")
+    return {"summary": summary, "ledger": ledger, "ticks": ticks,
+            "trades": (state / "logs" / "trades.csv").read_bytes(),
+            "portfolio": (state / "logs" / "portfolio.csv").read_bytes()}
+
+
+def test_replay_with_batched_listeners_equals_replay_without_listeners(tmp_path: Path) -> None:
+    items = _with_anomalies(synthetic_candles(4000, seed=9, interval_ms=INTERVAL), 9)
+    path = write_candle_file(tmp_path / "in.csv", [item for item in items if type(item) is Candle])  # type: ignore[misc]
+    heard = _replay(tmp_path, "heard", path, listeners=True)
+    quiet = _replay(tmp_path, "quiet", path, listeners=False)
+    for key in ("summary", "ledger", "trades", "portfolio"):
+        assert heard[key] == quiet[key], key
+    ticks = heard["ticks"]
+    assert isinstance(ticks, list)
+    candle_calls = ticks.count(-1)
+    assert len(ticks) - candle_calls == len(items) - sum(1 for item in items if type(item) is not Candle)
+    assert 0 < candle_calls <= len(ticks) // 100  # on_candle once per batch, not per candle
+    assert heard["summary"]["trades"] > 0  # type: ignore[index]
+
+
+def test_tick_histogram_fed_a_batch_equals_observing_one_by_one() -> None:
+    from papertrader.observability.metrics import TICK_BUCKETS, FastHistogram
+
+    rng = random.Random(19)
+    one, batched = FastHistogram(TICK_BUCKETS), FastHistogram(TICK_BUCKETS)
+    for _ in range(200):
+        values = [rng.choice((rng.expovariate(5000.0), rng.choice(TICK_BUCKETS), rng.random() * 20.0))
+                  for _ in range(rng.randint(0, 400))]
+        for value in values:
+            one.observe(value)
+        batched.observe_many(values)
+        assert (batched.counts, batched.sum, batched.count) == (one.counts, one.sum, one.count)
+    assert one.counts[-1] > 0 and one.counts[0] > 0
