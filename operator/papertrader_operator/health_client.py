@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from typing import Any
 
 import aiohttp
 
 from papertrader_operator import metrics
+from papertrader_operator.settings import HaltScope
 
 logger = logging.getLogger(__name__)
+
+
+class ControlAction(enum.StrEnum):
+    """`POST /control/<action>` of a worker."""
+
+    HALT = "halt"
+    RESUME = "resume"
 
 
 def worker_url(template: str, *, name: str, namespace: str, trader: str, symbol: str) -> str:
     """The worker's base URL from a template such as `http://{name}.{namespace}.svc:8766`."""
     return template.format(name=name, namespace=namespace, trader=trader, symbol=symbol.lower()).rstrip("/")
+
+
+class WorkerUrls:
+    """Where each worker's HTTP API is, from the operator's `--worker-url-template`."""
+
+    def __init__(self, template: str) -> None:
+        self._template = template
+
+    def url(self, trader: tuple[str, str], workload: str, symbol: str) -> str:
+        """The base URL of the worker `workload` of `trader` ((namespace, name)) for `symbol`."""
+        namespace, name = trader
+        return worker_url(self._template, name=workload, namespace=namespace, trader=name, symbol=symbol)
 
 
 class HealthClient:
@@ -51,11 +72,11 @@ class HealthClient:
         metrics.HEALTH_POLLS.labels(result="ok").inc()
         return document if isinstance(document, dict) else None
 
-    async def control(self, base_url: str, action: str, reason: str, scope: str = "manual", *,
+    async def control(self, base_url: str, action: ControlAction, reason: str, scope: HaltScope, *,
                       token: str) -> bool:
         """POST `/control/halt` or `/control/resume` of one halt `scope`, presenting the trader's control `token`;
         True when the worker accepted it."""
-        body = {"reason": reason, "scope": scope}
+        body = {"reason": reason, "scope": str(scope)}
         headers = {"Authorization": f"Bearer {token}"}
         try:
             async with self._get_session().post(f"{base_url}/control/{action}", json=body,
