@@ -52,7 +52,7 @@ def register(registry: kopf.OperatorRegistry, *, runtime: Runtime, credentials: 
         return info
 
     @kopf.on.startup(registry=registry, id="startup")
-    async def startup(logger: logging.Logger, **_: Any) -> None:
+    async def startup(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
         await runtime.start()
         logger.info(started_message)
 
@@ -61,7 +61,7 @@ def register(registry: kopf.OperatorRegistry, *, runtime: Runtime, credentials: 
         await runtime.stop()
 
     @kopf.on.event(*PT, registry=registry, id="trader_event")
-    async def trader_event(event: dict[str, Any], **_: Any) -> None:
+    async def trader_event(event: kopf.RawEvent, **_: Any) -> None:
         """Track every PaperTrader for the resync loop; clean up after a deleted one."""
         await runtime.on_trader_event(event.get("type"), plain(event["object"]))
 
@@ -79,10 +79,10 @@ def register(registry: kopf.OperatorRegistry, *, runtime: Runtime, credentials: 
 
     for group, version, plural in CHILD_RESOURCES:
         @kopf.on.event(group, version, plural, registry=registry, labels=MANAGED, id=f"child-{plural}")
-        async def child_event(event: dict[str, Any], **_: Any) -> None:
+        async def child_event(event: kopf.RawEvent, **_: Any) -> None:
             runtime.on_child_event(event.get("type"), plain(event["object"]))
 
     @kopf.on.event("", "v1", "pods", registry=registry, labels=MANAGED, id="worker-pods")
-    async def pod_event(event: dict[str, Any], **_: Any) -> None:
+    async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
         """Worker pods (restart counts) from a watch: the status passes read no pods from the API."""
         runtime.on_pod_event(event.get("type"), plain(event["object"]))

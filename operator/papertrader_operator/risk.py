@@ -16,7 +16,6 @@ from typing import Any
 from papertrader_operator.settings import HaltScope
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Portfolio:
     """Aggregate paper results of the workers that reported."""

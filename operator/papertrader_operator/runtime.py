@@ -10,8 +10,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from papertrader_operator import metrics
-from papertrader_operator.cache import (ChildCache, PodCache, TraderCache, TraderKey, child_key, owner_of,
-                                        restart_counts, trader_key)
+from papertrader_operator.cache import (
+    ChildCache,
+    PodCache,
+    TraderCache,
+    TraderKey,
+    child_key,
+    owner_of,
+    restart_counts,
+    trader_key,
+)
 from papertrader_operator.control_tokens import ControlTokens
 from papertrader_operator.converge import ChildConverger
 from papertrader_operator.drift import drifted_fields

@@ -62,9 +62,9 @@ def merge_conditions(old: list[dict[str, Any]] | None, new: list[dict[str, Any]]
     previous = {item.get("type"): item for item in old or []}
     merged = []
     for item in new:
-        before = previous.get(item["type"])
-        keep = before is not None and before.get("status") == item["status"] and before.get("lastTransitionTime")
-        merged.append({**item, "lastTransitionTime": before["lastTransitionTime"] if keep else now})
+        before = previous.get(item["type"]) or {}
+        kept = before.get("lastTransitionTime") if before.get("status") == item["status"] else None
+        merged.append({**item, "lastTransitionTime": kept or now})
     return merged
 
 

@@ -22,7 +22,7 @@ from papertrader_operator.spec import TraderSpec
 try:  # the CEL evaluator is optional at run time: the API server enforces the same rules
     import celpy
 except ImportError:  # pragma: no cover - depends on the installation
-    celpy = None
+    celpy = None  # type: ignore[assignment]  # the module's stand-in when cel-python is not installed
 
 
 def _field_path(base: str, parts: Any) -> str:
