@@ -9,12 +9,12 @@ import asyncio
 import logging
 from typing import Any
 
-from papertrader_operator import metrics
 from papertrader_operator import settings as s
 from papertrader_operator.cache import ChildCache, ChildKey, TraderKey, child_key, owner_of
 from papertrader_operator.children import CHILD_KINDS
 from papertrader_operator.drift import drifted_fields, needs_recreate, repair_patch
 from papertrader_operator.kube import ApiError, KubeClient
+from papertrader_operator.metrics import OperatorMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,10 @@ class ChildConverger:
     """Creates, patches, recreates and deletes children through `kube`, keeping `children` current; remembers
     each trader's desired children so that watch events can tell drift."""
 
-    def __init__(self, kube: KubeClient, children: ChildCache, namespaces: tuple[str, ...]) -> None:
+    def __init__(self, kube: KubeClient, children: ChildCache, namespaces: tuple[str, ...],
+                 metrics: OperatorMetrics) -> None:
         self._kube = kube
+        self._metrics = metrics
         self._children = children
         self._namespaces = namespaces
         self._desired: dict[TraderKey, Desired] = {}
@@ -91,7 +93,7 @@ class ChildConverger:
         if actual is None:
             try:
                 self._children.put(await self._kube.create(body))
-                metrics.CHILD_CHANGES.labels(kind=kind, action="create").inc()
+                self._metrics.child_changed(kind, "create")
                 return f"created {kind} {name}"
             except ApiError as exc:
                 if exc.status != 409:
@@ -106,10 +108,10 @@ class ChildConverger:
         if needs_recreate(kind, fields):
             await self._kube.delete(kind, namespace, name, propagation="Orphan")
             self._children.put(await self._kube.create(body))
-            metrics.CHILD_CHANGES.labels(kind=kind, action="recreate").inc()
+            self._metrics.child_changed(kind, "recreate")
             return f"recreated {kind} {name} (immutable {', '.join(fields)} changed; pods and volumes kept)"
         self._children.put(await self._kube.merge_patch(kind, namespace, name, repair_patch(body, fields)))
-        metrics.CHILD_CHANGES.labels(kind=kind, action="patch").inc()
+        self._metrics.child_changed(kind, "patch")
         return f"patched {kind} {name} ({', '.join(fields)})"
 
     async def _delete_unwanted(self, trader: TraderKey, desired: Desired) -> list[str]:
@@ -117,7 +119,7 @@ class ChildConverger:
         for kind, namespace, name in unwanted:
             await self._kube.delete(kind, namespace, name)
             self._children.pop((kind, namespace, name))
-            metrics.CHILD_CHANGES.labels(kind=kind, action="delete").inc()
+            self._metrics.child_changed(kind, "delete")
         return [f"deleted {kind} {name} (symbol removed)" for kind, _, name in unwanted]
 
     async def delete_children_of(self, trader: TraderKey, uid: str | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from papertrader_operator import metrics
+from papertrader_operator.metrics import OperatorMetrics
 from papertrader_operator.settings import HaltScope
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ class WorkerUrls:
 class HealthClient:
     """A shared aiohttp session with a short timeout for worker calls."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, metrics: OperatorMetrics | None = None) -> None:
+        self._metrics = metrics or OperatorMetrics()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -62,14 +63,14 @@ class HealthClient:
         try:
             async with self._get_session().get(f"{base_url}/health") as response:
                 if response.status != 200:
-                    metrics.HEALTH_POLLS.labels(result="bad_status").inc()
+                    self._metrics.health_polled("bad_status")
                     return None
                 document = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             logger.debug("health of %s unavailable: %s", base_url, exc)
-            metrics.HEALTH_POLLS.labels(result="unreachable").inc()
+            self._metrics.health_polled("unreachable")
             return None
-        metrics.HEALTH_POLLS.labels(result="ok").inc()
+        self._metrics.health_polled("ok")
         return document if isinstance(document, dict) else None
 
     async def control(self, base_url: str, action: ControlAction, reason: str, scope: HaltScope, *,
@@ -84,9 +85,9 @@ class HealthClient:
                 if response.status == 401:
                     logger.warning("control/%s on %s refused: the worker does not accept the trader's control "
                                    "credential (Secret rotated or mounted late?)", action, base_url)
-                    metrics.ERRORS.labels(kind="worker_control").inc()
+                    self._metrics.error("worker_control")
                 return response.status < 300
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             logger.warning("control/%s on %s failed: %s", action, base_url, exc)
-            metrics.ERRORS.labels(kind="worker_control").inc()
+            self._metrics.error("worker_control")
             return False

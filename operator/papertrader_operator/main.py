@@ -16,7 +16,6 @@ import threading
 
 import kopf
 
-from papertrader_operator import metrics
 from papertrader_operator import settings as s
 from papertrader_operator.cache import ChildCache, PodCache, TraderCache
 from papertrader_operator.control_tokens import ControlTokens
@@ -27,6 +26,7 @@ from papertrader_operator.halts import EntriesHalt, PortfolioRiskLatch, WorkerCo
 from papertrader_operator.handlers import RETRY_DELAYS, Credentials, register
 from papertrader_operator.health_client import HealthClient, WorkerUrls
 from papertrader_operator.kube import KubeClient
+from papertrader_operator.metrics import OperatorHttp, OperatorMetrics
 from papertrader_operator.observe import WorkerObserver
 from papertrader_operator.reconcile import Reconciler, WorkerDefaults
 from papertrader_operator.runtime import Runtime
@@ -121,15 +121,15 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def build_runtime(config: s.OperatorConfig, kube: KubeClient) -> Runtime:
+def build_runtime(config: s.OperatorConfig, kube: KubeClient, metrics: OperatorMetrics) -> Runtime:
     """Every part of the running operator, each handed what it needs."""
     traders, children, pods = TraderCache(), ChildCache(), PodCache()
-    health = HealthClient(config.health_timeout)
+    health = HealthClient(config.health_timeout, metrics)
     urls = WorkerUrls(config.worker_url_template)
     tokens = ControlTokens(kube)
     events = EventPoster(kube)
     control = WorkerControl(health, tokens, urls)
-    converger = ChildConverger(kube, children, config.namespaces)
+    converger = ChildConverger(kube, children, config.namespaces, metrics)
     observer = WorkerObserver(health, urls, children, pods)
     statuses = StatusWriter(kube)
     reconciler = Reconciler(
@@ -137,13 +137,13 @@ def build_runtime(config: s.OperatorConfig, kube: KubeClient) -> Runtime:
                                 notifier_url=config.notifier_url),
         converger=converger, observer=observer, statuses=statuses,
         risk_latch=PortfolioRiskLatch(control, events), entries_halt=EntriesHalt(control),
-        tokens=tokens, events=events)
-    http = metrics.OperatorHttp(config.http_host, config.http_port,
-                                stale_after=max(60.0, 4 * config.resync_interval))
+        tokens=tokens, events=events, metrics=metrics)
+    http = OperatorHttp(config.http_host, config.http_port, stale_after=max(60.0, 4 * config.resync_interval),
+                        metrics=metrics)
     return Runtime(kube=kube, health=health, http=http, traders=traders, children=children, pods=pods,
                    converger=converger, observer=observer, statuses=statuses, tokens=tokens, reconciler=reconciler,
                    resync_interval=config.resync_interval,
-                   max_concurrent_reconciles=config.max_concurrent_reconciles)
+                   max_concurrent_reconciles=config.max_concurrent_reconciles, metrics=metrics)
 
 
 class Operator:
@@ -151,7 +151,8 @@ class Operator:
 
     def __init__(self, config: s.OperatorConfig) -> None:
         credentials = Credentials()
-        self._runtime = build_runtime(config, KubeClient(credentials.connection))
+        metrics = OperatorMetrics()
+        self._runtime = build_runtime(config, KubeClient(credentials.connection, metrics=metrics), metrics)
         self._registry = kopf.OperatorRegistry()
         register(self._registry, runtime=self._runtime, credentials=credentials,
                  started_message=f"papertrader operator started: image={config.worker_image}, worker url="

@@ -12,7 +12,6 @@ import dataclasses
 import time
 from typing import Any
 
-from papertrader_operator import metrics
 from papertrader_operator.cache import TraderKey, child_key, trader_key
 from papertrader_operator.children import child_name, render_symbol
 from papertrader_operator.control_tokens import ControlTokenError, ControlTokens
@@ -20,6 +19,7 @@ from papertrader_operator.converge import ChildConverger
 from papertrader_operator.events import EventPoster, EventReason, EventType
 from papertrader_operator.halts import EntriesHalt, PortfolioRiskLatch
 from papertrader_operator.kube import ApiError
+from papertrader_operator.metrics import OperatorMetrics
 from papertrader_operator.observe import WorkerObserver
 from papertrader_operator.spec import TraderSpec
 from papertrader_operator.status import Outcome
@@ -54,8 +54,9 @@ class Reconciler:
 
     def __init__(self, *, defaults: WorkerDefaults, converger: ChildConverger, observer: WorkerObserver,
                  statuses: StatusWriter, risk_latch: PortfolioRiskLatch, entries_halt: EntriesHalt,
-                 tokens: ControlTokens, events: EventPoster) -> None:
+                 tokens: ControlTokens, events: EventPoster, metrics: OperatorMetrics) -> None:
         self._defaults = defaults
+        self._metrics = metrics
         self._converger = converger
         self._observer = observer
         self._statuses = statuses
@@ -79,19 +80,16 @@ class Reconciler:
             try:
                 outcome = await self._reconcile(trader)
             except InvalidSpec:
-                metrics.RECONCILES.labels(result="invalid").inc()
+                self._metrics.reconciled("invalid")
                 raise
             except Exception:
-                metrics.RECONCILES.labels(result="error").inc()
-                metrics.ERRORS.labels(kind="reconcile").inc()
+                self._metrics.reconciled("error")
+                self._metrics.error("reconcile")
                 raise
             finally:
-                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-            metrics.RECONCILES.labels(result="ok").inc()
-            ready, desired, halted = self._statuses.worker_totals()
-            metrics.WORKERS_READY.set(ready)
-            metrics.WORKERS_DESIRED.set(desired)
-            metrics.RISK_HALTED.set(halted)
+                self._metrics.reconcile_took(time.perf_counter() - started)
+            self._metrics.reconciled("ok")
+            self._metrics.workers(*self._statuses.worker_totals())
             return outcome
 
     async def _reconcile(self, trader: dict[str, Any]) -> Outcome:

@@ -9,7 +9,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from papertrader_operator import metrics
 from papertrader_operator.cache import (
     ChildCache,
     PodCache,
@@ -26,6 +25,7 @@ from papertrader_operator.drift import drifted_fields
 from papertrader_operator.halts import halt_annotation
 from papertrader_operator.health_client import HealthClient
 from papertrader_operator.kube import KubeClient
+from papertrader_operator.metrics import OperatorHttp, OperatorMetrics
 from papertrader_operator.observe import WorkerObserver
 from papertrader_operator.reconcile import InvalidSpec, Reconciler
 from papertrader_operator.scheduler import ResyncScheduler
@@ -43,11 +43,12 @@ def _readiness(child: Mapping[str, Any] | None) -> tuple[Any, Any]:
 class Runtime:
     """Keeps the caches from watch events and asks for reconciles when something a trader depends on changed."""
 
-    def __init__(self, *, kube: KubeClient, health: HealthClient, http: metrics.OperatorHttp, traders: TraderCache,
+    def __init__(self, *, kube: KubeClient, health: HealthClient, http: OperatorHttp, traders: TraderCache,
                  children: ChildCache, pods: PodCache, converger: ChildConverger, observer: WorkerObserver,
                  statuses: StatusWriter, tokens: ControlTokens, reconciler: Reconciler, resync_interval: float,
-                 max_concurrent_reconciles: int) -> None:
+                 max_concurrent_reconciles: int, metrics: OperatorMetrics) -> None:
         self._kube = kube
+        self._metrics = metrics
         self._health = health
         self._http = http
         self._traders = traders
@@ -59,7 +60,8 @@ class Runtime:
         self._tokens = tokens
         self._reconciler = reconciler
         self._scheduler = ResyncScheduler(interval=resync_interval, limit=max_concurrent_reconciles,
-                                          keys=traders.keys, run_pass=self._resync, on_beat=http.beat)
+                                          keys=traders.keys, run_pass=self._resync, on_beat=http.beat,
+                                          on_pass_done=metrics.resynced)
 
     @property
     def http_port(self) -> int:
@@ -110,7 +112,7 @@ class Runtime:
             before = self._traders.put(body)
             if before is not None and halt_annotation(before) != halt_annotation(body):
                 self._scheduler.request(key)  # a /pause or /resume: act now, not at the next resync
-        metrics.TRADERS.set(len(self._traders))
+        self._metrics.traders(len(self._traders))
 
     def on_child_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Keep the child cache; ask for a reconcile when a child vanished, drifted or is no longer wanted."""

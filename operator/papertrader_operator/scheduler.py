@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from papertrader_operator import metrics
 from papertrader_operator.cache import TraderKey
 
 logger = logging.getLogger(__name__)
@@ -15,14 +14,17 @@ logger = logging.getLogger(__name__)
 
 class ResyncScheduler:
     """Runs `run_pass(key)` for each key of `keys()` when it is due, at most `limit` passes at once and never two
-    for the same key; `on_beat` is called on every turn of the loop (the operator's liveness)."""
+    for the same key; `on_beat` and `on_pass_done` are called before and after each turn of the loop (the
+    operator's liveness, the last-resync metric)."""
 
     def __init__(self, *, interval: float, limit: int, keys: Callable[[], Iterable[TraderKey]],
-                 run_pass: Callable[[TraderKey], Awaitable[None]], on_beat: Callable[[], None]) -> None:
+                 run_pass: Callable[[TraderKey], Awaitable[None]], on_beat: Callable[[], None],
+                 on_pass_done: Callable[[], None]) -> None:
         self._interval = interval
         self._keys = keys
         self._run_pass = run_pass
         self._on_beat = on_beat
+        self._on_pass_done = on_pass_done
         self._due: dict[TraderKey, float] = {}
         self._requested: set[TraderKey] = set()  # asked for now; kept when asked while a pass is running
         self._running: set[TraderKey] = set()
@@ -66,7 +68,7 @@ class ResyncScheduler:
                     task = asyncio.create_task(self._background(key))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-            metrics.LAST_RESYNC.set(time.time())
+            self._on_pass_done()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=min(1.0, self._interval))
             except asyncio.TimeoutError:

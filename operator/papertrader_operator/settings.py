@@ -64,7 +64,7 @@ class OperatorConfig:
     max_concurrent_reconciles: int = 20
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     market_gateway_url: str = ""  # http://host:port of `papertrader market-gateway`; empty: workers go direct
-    notifier_url: str = ""  # http://host:port of `papertrader notifier`; empty: workers with spec.telegram get the token
+    notifier_url: str = ""  # http://host:port of `papertrader notifier`; empty: spec.telegram workers get the token
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
