@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from papertrader_operator.settings import GROUP, KIND, PLURAL, VERSION
+from papertrader_operator.spec import TraderSpec
 
 SYMBOL_PATTERN = r"^[A-Z0-9]+-[A-Z0-9]+$"
 QUANTITY_PATTERN = (
@@ -309,6 +310,6 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
-def default_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A spec with every default applied."""
-    return apply_defaults(SPEC_SCHEMA, spec)
+def default_spec(spec: dict[str, Any]) -> TraderSpec:
+    """A spec with every default of the CRD applied, parsed into its typed form."""
+    return TraderSpec.from_defaulted(apply_defaults(SPEC_SCHEMA, spec))

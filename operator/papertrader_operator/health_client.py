@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from typing import Any
 
 import aiohttp
 
-from papertrader_operator import metrics
+from papertrader_operator.metrics import OperatorMetrics
+from papertrader_operator.settings import HaltScope
 
 logger = logging.getLogger(__name__)
+
+
+class ControlAction(enum.StrEnum):
+    """`POST /control/<action>` of a worker."""
+
+    HALT = "halt"
+    RESUME = "resume"
 
 
 def worker_url(template: str, *, name: str, namespace: str, trader: str, symbol: str) -> str:
@@ -18,10 +27,23 @@ def worker_url(template: str, *, name: str, namespace: str, trader: str, symbol:
     return template.format(name=name, namespace=namespace, trader=trader, symbol=symbol.lower()).rstrip("/")
 
 
+class WorkerUrls:
+    """Where each worker's HTTP API is, from the operator's `--worker-url-template`."""
+
+    def __init__(self, template: str) -> None:
+        self._template = template
+
+    def url(self, trader: tuple[str, str], workload: str, symbol: str) -> str:
+        """The base URL of the worker `workload` of `trader` ((namespace, name)) for `symbol`."""
+        namespace, name = trader
+        return worker_url(self._template, name=workload, namespace=namespace, trader=name, symbol=symbol)
+
+
 class HealthClient:
     """A shared aiohttp session with a short timeout for worker calls."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, metrics: OperatorMetrics | None = None) -> None:
+        self._metrics = metrics or OperatorMetrics()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -41,21 +63,21 @@ class HealthClient:
         try:
             async with self._get_session().get(f"{base_url}/health") as response:
                 if response.status != 200:
-                    metrics.HEALTH_POLLS.labels(result="bad_status").inc()
+                    self._metrics.health_polled("bad_status")
                     return None
                 document = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             logger.debug("health of %s unavailable: %s", base_url, exc)
-            metrics.HEALTH_POLLS.labels(result="unreachable").inc()
+            self._metrics.health_polled("unreachable")
             return None
-        metrics.HEALTH_POLLS.labels(result="ok").inc()
+        self._metrics.health_polled("ok")
         return document if isinstance(document, dict) else None
 
-    async def control(self, base_url: str, action: str, reason: str, scope: str = "manual", *,
+    async def control(self, base_url: str, action: ControlAction, reason: str, scope: HaltScope, *,
                       token: str) -> bool:
         """POST `/control/halt` or `/control/resume` of one halt `scope`, presenting the trader's control `token`;
         True when the worker accepted it."""
-        body = {"reason": reason, "scope": scope}
+        body = {"reason": reason, "scope": str(scope)}
         headers = {"Authorization": f"Bearer {token}"}
         try:
             async with self._get_session().post(f"{base_url}/control/{action}", json=body,
@@ -63,9 +85,9 @@ class HealthClient:
                 if response.status == 401:
                     logger.warning("control/%s on %s refused: the worker does not accept the trader's control "
                                    "credential (Secret rotated or mounted late?)", action, base_url)
-                    metrics.ERRORS.labels(kind="worker_control").inc()
+                    self._metrics.error("worker_control")
                 return response.status < 300
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             logger.warning("control/%s on %s failed: %s", action, base_url, exc)
-            metrics.ERRORS.labels(kind="worker_control").inc()
+            self._metrics.error("worker_control")
             return False

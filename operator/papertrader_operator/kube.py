@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from papertrader_operator import metrics
+from papertrader_operator.metrics import OperatorMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,9 @@ class KubeClient:
     """JSON requests against the API server described by a kopf ConnectionInfo."""
 
     def __init__(self, login: Callable[[], Awaitable[kopf.ConnectionInfo]], *, timeout: float = 30.0,
-                 retries: int = 5, backoff: float = 0.2) -> None:
+                 retries: int = 5, backoff: float = 0.2, metrics: OperatorMetrics | None = None) -> None:
         self._login = login
+        self._metrics = metrics or OperatorMetrics()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = retries
         self._backoff = backoff
@@ -130,7 +131,7 @@ class KubeClient:
                     error: Exception = ApiError(response.status, _message(text))
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 if attempt == self._retries:
-                    metrics.ERRORS.labels(kind="api_connection").inc()
+                    self._metrics.error("api_connection")
                     raise ApiError(0, f"{type(exc).__name__}: {exc}") from exc
                 error = exc
             delay = self._backoff * 2 ** attempt

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-SCOPE = "portfolio"  # the halt kind the operator sets and lifts on workers; their own halts are not touched
+from papertrader_operator.settings import HaltScope
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,7 @@ def _decimal(value: Any) -> Decimal | None:
 def portfolio_halted(health: dict[str, Any]) -> bool:
     """Whether a worker's `/health` shows the operator's portfolio halt (older workers: any halt)."""
     halts = health.get("halts")
-    return SCOPE in halts if isinstance(halts, dict) else bool(health.get("entries_halted"))
+    return HaltScope.PORTFOLIO.value in halts if isinstance(halts, dict) else bool(health.get("entries_halted"))
 
 
 def portfolio(healths: Sequence[dict[str, Any]], stale: Sequence[dict[str, Any]] = ()) -> Portfolio | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 
 GROUP = "papertrader.io"
@@ -21,7 +22,15 @@ ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 #: set on a PaperTrader (value: the reason) to stop new entries on all of its workers; removed: they resume. The
 #: fleet notifier's /pause and /resume set and remove it; `kubectl annotate` does the same.
 ANNOTATION_HALT_ENTRIES = f"{GROUP}/halt-entries"
-HALT_SCOPE_TRADER = "trader"  # the workers' halt kind the operator keeps in line with the annotation
+
+
+class HaltScope(enum.StrEnum):
+    """The kinds of worker halt the operator sets and lifts (`POST /control/halt` `scope`); a worker's own halts,
+    such as its drawdown halt, are never touched."""
+
+    TRADER = "trader"  # kept in line with the papertrader.io/halt-entries annotation
+    PORTFOLIO = "portfolio"  # the portfolio drawdown latch (risk.py)
+
 
 HTTP_PORT = 8766
 WS_PORT = 8765
@@ -55,7 +64,7 @@ class OperatorConfig:
     max_concurrent_reconciles: int = 20
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     market_gateway_url: str = ""  # http://host:port of `papertrader market-gateway`; empty: workers go direct
-    notifier_url: str = ""  # http://host:port of `papertrader notifier`; empty: workers with spec.telegram get the token
+    notifier_url: str = ""  # http://host:port of `papertrader notifier`; empty: spec.telegram workers get the token
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -72,17 +81,3 @@ class OperatorConfig:
             market_gateway_url=env.get("PAPERTRADER_MARKET_GATEWAY_URL", ""),
             notifier_url=env.get("PAPERTRADER_NOTIFIER_URL", ""),
         )
-
-
-_override: OperatorConfig | None = None
-
-
-def configure(config: OperatorConfig | None) -> None:
-    """Pin the configuration for the next operator start (the CLI does this after parsing flags)."""
-    global _override
-    _override = config
-
-
-def current() -> OperatorConfig:
-    """The pinned configuration, or the one the environment describes."""
-    return _override if _override is not None else OperatorConfig.from_env()

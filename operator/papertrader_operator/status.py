@@ -4,11 +4,45 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 from typing import Any
 
 from papertrader_operator.risk import Portfolio
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "RiskHalted")
+
+class ConditionType(enum.StrEnum):
+    """The conditions every PaperTrader status carries, in this order."""
+
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    RISK_HALTED = "RiskHalted"
+
+
+class Reason(enum.StrEnum):
+    """The `reason` of a condition."""
+
+    INVALID_SPEC = "InvalidSpec"
+    PAUSED = "Paused"
+    ALL_WORKERS_READY = "AllWorkersReady"
+    WORKERS_NOT_READY = "WorkersNotReady"
+    RECONCILING = "Reconciling"
+    WAITING_FOR_WORKERS = "WaitingForWorkers"
+    CONVERGED = "Converged"
+    RECONCILE_ERROR = "ReconcileError"
+    WORKERS_UNHEALTHY = "WorkersUnhealthy"
+    AS_EXPECTED = "AsExpected"
+    PORTFOLIO_DRAWDOWN_BREACHED = "PortfolioDrawdownBreached"
+    WITHIN_LIMITS = "WithinLimits"
+
+
+class Entries(enum.StrEnum):
+    """`status.entries`: whether the papertrader.io/halt-entries annotation stops new entries."""
+
+    OPEN = "open"
+    HALTED = "halted"
+
+
 UNHEALTHY_LEVELS = frozenset({"poor", "critical"})
 
 
@@ -17,9 +51,9 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def condition(kind: str, status: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
-    """One condition; `lastTransitionTime` is filled in by `merge_conditions`."""
-    return {"type": kind, "status": "True" if status else "False", "reason": reason, "message": message,
+def condition(kind: ConditionType, status: bool, reason: Reason, message: str, generation: int) -> dict[str, Any]:
+    """One condition (plain strings, as stored); `lastTransitionTime` is filled in by `merge_conditions`."""
+    return {"type": kind.value, "status": "True" if status else "False", "reason": reason.value, "message": message,
             "observedGeneration": generation}
 
 
@@ -28,9 +62,9 @@ def merge_conditions(old: list[dict[str, Any]] | None, new: list[dict[str, Any]]
     previous = {item.get("type"): item for item in old or []}
     merged = []
     for item in new:
-        before = previous.get(item["type"])
-        keep = before is not None and before.get("status") == item["status"] and before.get("lastTransitionTime")
-        merged.append({**item, "lastTransitionTime": before["lastTransitionTime"] if keep else now})
+        before = previous.get(item["type"]) or {}
+        kept = before.get("lastTransitionTime") if before.get("status") == item["status"] else None
+        merged.append({**item, "lastTransitionTime": kept or now})
     return merged
 
 
@@ -119,37 +153,39 @@ class Outcome:
 
 def _conditions(out: Outcome) -> list[dict[str, Any]]:
     gen = out.generation
+    T, R = ConditionType, Reason
     total = len(out.observations)
     not_ready = [obs.symbol for obs in out.observations if not obs.ready]
     unhealthy = [f"{obs.symbol} ({obs.level})" for obs in out.observations if obs.level in UNHEALTHY_LEVELS]
     if out.invalid_spec:
-        ready = condition("Ready", False, "InvalidSpec", out.invalid_spec, gen)
-        progressing = condition("Progressing", False, "InvalidSpec", "the spec cannot be reconciled", gen)
+        ready = condition(T.READY, False, R.INVALID_SPEC, out.invalid_spec, gen)
+        progressing = condition(T.PROGRESSING, False, R.INVALID_SPEC, "the spec cannot be reconciled", gen)
     elif out.paused:
-        ready = condition("Ready", False, "Paused", "spec.paused is true: every worker is scaled to zero", gen)
-        progressing = condition("Progressing", False, "Paused", "nothing to do while paused", gen)
+        ready = condition(T.READY, False, R.PAUSED, "spec.paused is true: every worker is scaled to zero", gen)
+        progressing = condition(T.PROGRESSING, False, R.PAUSED, "nothing to do while paused", gen)
     else:
         ready_count = total - len(not_ready)
-        ready = (condition("Ready", True, "AllWorkersReady", f"{ready_count}/{total} workers ready", gen)
+        ready = (condition(T.READY, True, R.ALL_WORKERS_READY, f"{ready_count}/{total} workers ready", gen)
                  if not not_ready else
-                 condition("Ready", False, "WorkersNotReady",
+                 condition(T.READY, False, R.WORKERS_NOT_READY,
                            f"{ready_count}/{total} workers ready; waiting for {', '.join(not_ready)}", gen))
         if out.changes:
-            progressing = condition("Progressing", True, "Reconciling", "; ".join(out.changes)[:1000], gen)
+            progressing = condition(T.PROGRESSING, True, R.RECONCILING, "; ".join(out.changes)[:1000], gen)
         elif not_ready:
-            progressing = condition("Progressing", True, "WaitingForWorkers", ready["message"], gen)
+            progressing = condition(T.PROGRESSING, True, R.WAITING_FOR_WORKERS, ready["message"], gen)
         else:
-            progressing = condition("Progressing", False, "Converged", "every child matches the spec", gen)
+            progressing = condition(T.PROGRESSING, False, R.CONVERGED, "every child matches the spec", gen)
     if out.invalid_spec:
-        degraded = condition("Degraded", True, "InvalidSpec", out.invalid_spec, gen)
+        degraded = condition(T.DEGRADED, True, R.INVALID_SPEC, out.invalid_spec, gen)
     elif out.error:
-        degraded = condition("Degraded", True, "ReconcileError", out.error, gen)
+        degraded = condition(T.DEGRADED, True, R.RECONCILE_ERROR, out.error, gen)
     elif unhealthy and not out.paused:
-        degraded = condition("Degraded", True, "WorkersUnhealthy", "unhealthy: " + ", ".join(unhealthy), gen)
+        degraded = condition(T.DEGRADED, True, R.WORKERS_UNHEALTHY, "unhealthy: " + ", ".join(unhealthy), gen)
     else:
-        degraded = condition("Degraded", False, "AsExpected", "no errors, no unhealthy workers", gen)
-    halted = (condition("RiskHalted", True, "PortfolioDrawdownBreached", out.halt_reason, gen) if out.halted else
-              condition("RiskHalted", False, "WithinLimits", "portfolio drawdown within spec.risk.maxDrawdownPct", gen))
+        degraded = condition(T.DEGRADED, False, R.AS_EXPECTED, "no errors, no unhealthy workers", gen)
+    halted = (condition(T.RISK_HALTED, True, R.PORTFOLIO_DRAWDOWN_BREACHED, out.halt_reason, gen) if out.halted else
+              condition(T.RISK_HALTED, False, R.WITHIN_LIMITS, "portfolio drawdown within spec.risk.maxDrawdownPct",
+                        gen))
     return [ready, progressing, degraded, halted]
 
 
@@ -165,7 +201,7 @@ def build_status(out: Outcome, old_status: dict[str, Any] | None) -> dict[str, A
         "symbols": [symbol_entry(obs, out.paused) for obs in out.observations],
         "risk": {"halted": out.halted},
         "symbolList": ",".join(obs.symbol for obs in out.observations),
-        "entries": "halted" if out.entries_halt_reason is not None else "open",
+        "entries": (Entries.OPEN if out.entries_halt_reason is None else Entries.HALTED).value,
     }
     if out.entries_halt_reason is not None:
         status["entriesHaltReason"] = out.entries_halt_reason

@@ -15,13 +15,14 @@ from typing import Any
 
 import jsonschema
 
-from papertrader_operator.children import child_name
+from papertrader_operator.children import child_name, worker_config
 from papertrader_operator.crd import SPEC_SCHEMA, apply_defaults
+from papertrader_operator.spec import TraderSpec
 
 try:  # the CEL evaluator is optional at run time: the API server enforces the same rules
     import celpy
 except ImportError:  # pragma: no cover - depends on the installation
-    celpy = None
+    celpy = None  # type: ignore[assignment]  # the module's stand-in when cel-python is not installed
 
 
 def _field_path(base: str, parts: Any) -> str:
@@ -129,11 +130,10 @@ def worker_config_errors(spec: dict[str, Any]) -> list[str]:
         from papertrader.config import ConfigError, check_settings
     except ImportError:  # pragma: no cover - the operator installed without the worker
         return []
-    from papertrader_operator.children import worker_config
-
-    values = worker_config(spec, spec["symbols"][0])
-    if "replayFile" in spec:
-        values["REPLAY_FILE"] = spec["replayFile"]
+    typed = TraderSpec.from_defaulted(spec)
+    values = worker_config(typed, typed.symbols[0])
+    if typed.replay_file is not None:
+        values["REPLAY_FILE"] = typed.replay_file
     try:
         check_settings(values)
     except ConfigError as exc:

@@ -135,19 +135,19 @@ def _operator_config(docs):
         for name, value in env.items():
             mp.setenv(name, value)
         args = main.build_parser().parse_args(container["args"][1:])  # argparse exits on an unknown flag
-        return args, main.config_from_args(args), main.kopf_argv(args)
+        return args, main.config_from_args(args), main.kopf_options(args)
 
 
 def test_operator_accepts_the_rendered_command_line(rendered):
-    args, config, kopf_argv = _operator_config(rendered)
+    args, config, kopf_options = _operator_config(rendered)
     assert config.http_port == 8080
     assert config.worker_image == {e["name"]: e.get("value") for e in by_kind(rendered, "Deployment")[0]["spec"][
         "template"]["spec"]["containers"][0]["env"]}["PAPERTRADER_WORKER_IMAGE"]
-    assert "--standalone" in kopf_argv
+    assert kopf_options.standalone
 
 
 def test_operator_settings_reach_the_operator(all_docs):
-    args, config, kopf_argv = _operator_config(all_docs)
+    args, config, _ = _operator_config(all_docs)
     assert args.namespace == ["papertrader", "trading-lab"] and args.verbose and args.log_format == "plain"
     assert (config.resync_interval, config.health_timeout, config.max_concurrent_reconciles) == (15, 1.5, 10)
 

@@ -140,7 +140,7 @@ def metric_labels() -> dict[str, set[str]]:
     notifier = importlib.import_module("papertrader.notify.fleet.server")
     for name, (kind, _, names) in notifier.METRICS.items():
         labels[f"{name}_total" if kind == "counter" else name] = set(names)
-    for obj in vars(operator).values():
+    for obj in vars(operator.OperatorMetrics()).values():  # the collectors of one running operator
         if isinstance(obj, MetricWrapperBase):
             names = {obj._name, obj._name + "_total"} if obj._type == "counter" else {obj._name}
             for name in names:

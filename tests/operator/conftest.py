@@ -8,6 +8,7 @@ import base64
 import collections
 import datetime
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-import kopf.testing
 import kubernetes.config.kube_config
 import pytest
 from aiohttp import web
 
-from papertrader_operator import settings as s
-from papertrader_operator.main import build_parser, config_from_args, kopf_argv
+from papertrader_operator.main import Operator, build_parser, config_from_args, configure_logging, kopf_options
 
 PT_RESOURCE = "papertrader.io/v1alpha1/papertraders"
 NAMESPACE = "default"
@@ -327,32 +326,66 @@ async def workers() -> AsyncIterator[FakeWorkers]:
     await fake.stop()
 
 
-OperatorFactory = Callable[..., Awaitable[kopf.testing.KopfRunner]]
+class OperatorThread:
+    """The real operator, composed from parsed flags as `papertrader operator` does, running kopf in its own thread
+    and event loop until `stop`; an error the operator ended with is raised by `stop`."""
+
+    def __init__(self, args: Any, timeout: float = 30) -> None:
+        self.operator = Operator(config_from_args(args))
+        self._options = kopf_options(args)
+        self._timeout = timeout
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._target, name="papertrader-operator", daemon=True)
+
+    def _target(self) -> None:
+        try:
+            asyncio.run(self.operator.run(self._options, stop_flag=self._stop))
+        except asyncio.CancelledError:
+            pass  # stopped as asked (kopf.run does the same)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test through stop()
+            self._error = exc
+
+    def start(self) -> None:
+        configure_logging(self._options)
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._timeout)
+        if self._thread.is_alive():
+            raise RuntimeError("the operator did not stop")
+        if self._error is not None:
+            raise self._error
+
+
+OperatorFactory = Callable[..., Awaitable[OperatorThread]]
 
 
 @pytest.fixture()
 async def start_operator(cluster: Cluster, workers: FakeWorkers) -> AsyncIterator[OperatorFactory]:
     """Start the real operator (kopf in its own thread and loop), as `papertrader operator` would."""
-    runners: list[kopf.testing.KopfRunner] = []
+    runners: list[OperatorThread] = []
 
-    async def start(*extra: str) -> kopf.testing.KopfRunner:
+    async def start(*extra: str) -> OperatorThread:
         args = build_parser().parse_args(["-A", "--http-port", "0", "--resync-interval", "0.5",
                                           "--health-timeout", "1", "--log-format", "plain",
                                           "--worker-url-template", workers.url_template, *extra])
-        s.configure(config_from_args(args))
         watches_before = len(cluster.mock["watch", kmock.resource(PT_RESOURCE)])
-        runner = kopf.testing.KopfRunner(kopf_argv(args), timeout=30)
-        runner.__enter__()
+        runner = OperatorThread(args)
+        runner.start()
         runners.append(runner)
         await eventually(lambda: len(cluster.mock["watch", kmock.resource(PT_RESOURCE)]) > watches_before)
         return runner
 
     yield start
     for runner in runners:
-        if runner._thread.is_alive():
+        if runner.is_alive():
             await stop_operator(runner)
-    s.configure(None)
 
 
-async def stop_operator(runner: kopf.testing.KopfRunner) -> None:
-    await asyncio.to_thread(runner.__exit__, None, None, None)
+async def stop_operator(runner: OperatorThread) -> None:
+    await asyncio.to_thread(runner.stop)

@@ -32,7 +32,7 @@ def condition(trader: dict[str, Any], kind: str) -> dict[str, Any]:
 async def test_create_renders_contract_children_and_status(cluster: Cluster, workers: FakeWorkers,
                                                            start_operator: OperatorFactory) -> None:
     workers.report("demo-btc-eur", equity="10100.00")
-    await start_operator()
+    runner = await start_operator()
     created = await cluster.apply("demo", {"symbols": ["BTC-EUR", "ETH-EUR"], "source": "synthetic",
                                            "telegram": {"secretName": "tg"}})
     uid = created["metadata"]["uid"]
@@ -99,9 +99,7 @@ async def test_create_renders_contract_children_and_status(cluster: Cluster, wor
                                  for e in cluster.events("Reconciled")))
     assert not trader["metadata"].get("finalizers")
 
-    from papertrader_operator.handlers import _State  # the running operator's own HTTP endpoint
-
-    port = _State.runtime.http.port
+    port = runner.operator.http_port  # the running operator's own HTTP endpoint
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
             assert response.status == 200 and (await response.json())["status"] == "ok"

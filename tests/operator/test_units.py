@@ -13,7 +13,7 @@ from papertrader_operator import metrics
 from papertrader_operator.children import child_name, render_children, worker_config
 from papertrader_operator.crd import default_spec
 from papertrader_operator.drift import contains, drifted_fields, merge_patch_diff, needs_recreate, repair_patch
-from papertrader_operator.main import build_parser, config_from_args, kopf_argv
+from papertrader_operator.main import KopfOptions, build_parser, config_from_args, kopf_options
 from papertrader_operator.risk import breached, portfolio
 from papertrader_operator.status import merge_conditions
 from papertrader_operator.validation import name_errors
@@ -137,11 +137,12 @@ def test_exported_metric_names() -> None:
 def test_cli_flags_map_to_kopf_and_config() -> None:
     args = build_parser().parse_args(["-n", "trading", "--worker-image", "x/y:1", "--resync-interval", "5",
                                       "--worker-url-template", "http://127.0.0.1:9/{name}"])
-    assert kopf_argv(args) == ["run", "--standalone", "-m", "papertrader_operator.handlers",
-                               "--log-format", "json", "-n", "trading"]
+    assert kopf_options(args) == KopfOptions(namespaces=("trading",), log_format="json", verbose=False,
+                                             standalone=True)
+    assert not kopf_options(args).clusterwide
     config = config_from_args(args)
     assert config.worker_image == "x/y:1" and config.resync_interval == 5 and config.namespaces == ("trading",)
-    assert "-A" in kopf_argv(build_parser().parse_args([]))
+    assert kopf_options(build_parser().parse_args([])).clusterwide
 
 
 def test_python_dash_m_entry_point() -> None:
