@@ -5,6 +5,7 @@ source, chats of their own, and the commands' clear replies for unknown names.""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -130,3 +131,21 @@ async def test_commands_answer_for_the_fleet_and_name_what_is_unknown() -> None:
     assert directory.halts == {"alpha": "maintenance", "beta": "maintenance"}
     await handler.reply("/resume alpha")
     assert directory.halts["alpha"] is None
+
+
+async def test_the_chat_pacer_counts_from_the_end_of_a_slow_send_and_keeps_one_send_per_chat() -> None:
+    pacer = ChatPacer(0.1)
+    spans: list[tuple[str, float, float]] = []
+
+    async def send(chat: str, seconds: float) -> None:
+        async with pacer.turn(chat):
+            start = time.monotonic()
+            await asyncio.sleep(seconds)  # a slow request, or one retried after a 429
+            spans.append((chat, start, time.monotonic()))
+
+    await asyncio.gather(send("1", 0.15), send("1", 0.0), send("1", 0.0), send("2", 0.0))
+    ones = sorted(s for s in spans if s[0] == "1")
+    for (_, _, end), (_, start, _) in zip(ones, ones[1:]):
+        assert start - end >= 0.099  # never closer than the interval to the previous send's end
+    other = next(s for s in spans if s[0] == "2")
+    assert other[1] - ones[0][1] < 0.05  # another chat does not wait for this one

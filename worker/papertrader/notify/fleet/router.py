@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from papertrader.notify.outbox import (CATEGORIES, PRIORITIES, HourlyLimits, Notification, Outbox, error_text,
@@ -53,15 +54,28 @@ def parse(body: Any) -> dict[str, Any]:
 
 class ChatPacer:
     """Telegram's per-chat rate: ``interval`` seconds between messages to one chat, ``group_per_minute`` to a group
-    (a negative chat id)."""
+    (a negative chat id). A chat's messages take turns (one send in flight per chat, retries included) and the
+    interval counts from the end of the previous send, so a slow or retried send never lets the next one follow it
+    closer than ``interval`` at Telegram."""
 
     def __init__(self, interval: float = 1.0, group_per_minute: int = 20) -> None:
         self.interval = interval
         self.group_per_minute = group_per_minute
         self._last: dict[str, float] = {}
         self._minute: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
-    async def wait(self, chat_id: str) -> None:
+    @contextlib.asynccontextmanager
+    async def turn(self, chat_id: str) -> AsyncIterator[None]:
+        """Wait for the chat's turn and rate, send inside the block."""
+        async with self._locks[chat_id]:
+            await self._wait(chat_id)
+            try:
+                yield
+            finally:
+                self._last[chat_id] = time.monotonic()
+
+    async def _wait(self, chat_id: str) -> None:
         while True:
             now = time.monotonic()
             delay = self._last.get(chat_id, -1e9) + self.interval - now
@@ -71,7 +85,6 @@ class ChatPacer:
             if chat_id.startswith("-") and len(window) >= self.group_per_minute:
                 delay = max(delay, window[0] + 60.0 - now)
             if delay <= 0:
-                self._last[chat_id] = now
                 window.append(now)
                 return
             await asyncio.sleep(delay)
@@ -137,13 +150,13 @@ class Router:
     # --- sending -----------------------------------------------------------------------------------------------
     async def send_now(self, chat_id: str, text: str, priority: int = 1) -> bool:
         """A command's reply: paced like every message to the chat, not limited."""
-        await self.pacer.wait(chat_id)
-        return await self.bot.send(chat_id, text, priority)
+        async with self.pacer.turn(chat_id):
+            return await self.bot.send(chat_id, text, priority)
 
     def _run(self, chat_id: str, outbox: Outbox) -> None:
         async def send(item: Notification) -> bool:
-            await self.pacer.wait(chat_id)
-            return await self.bot.send(chat_id, item.text, item.priority)
+            async with self.pacer.turn(chat_id):
+                return await self.bot.send(chat_id, item.text, item.priority)
 
         self._tasks.append(asyncio.create_task(outbox.drain(send), name=f"notifier-send-{chat_id}"))
         self._tasks.append(asyncio.create_task(outbox.aggregate(self._limits_of), name=f"notifier-agg-{chat_id}"))
