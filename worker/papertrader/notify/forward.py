@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from papertrader.notify.outbox import PRIORITY_NAMES, Notification, Outbox, stop_tasks
-from papertrader.notify.telegram import performance_alert_text
+from papertrader.notify.outbox import PRIORITY_NAMES, Notification, Outbox, OutboxFront, stop_tasks
 
 if TYPE_CHECKING:
     from papertrader.config import Settings
@@ -48,7 +47,7 @@ def parse_limits(raw: str | None) -> dict[str, int] | None:
     return limits
 
 
-class FleetForwarder:
+class FleetForwarder(OutboxFront):
     """The worker side of the fleet notifier: same interface as the worker's own Telegram ``Notifier``."""
 
     def __init__(self, settings: Settings) -> None:
@@ -70,29 +69,6 @@ class FleetForwarder:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unreachable_since: float | None = None
-
-    @property
-    def sent(self) -> dict[str, int]:
-        return self.outbox.sent
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        return self.outbox.dropped
-
-    def queue_size(self) -> int:
-        return self.outbox.queue_size()
-
-    def notify(self, category: str, text: str, priority: str = "normal") -> bool:
-        """Queue a message for the notifier; False when the full queue dropped it."""
-        return self.outbox.notify(category, text, priority)
-
-    def error(self, kind: str, message: str, priority: str = "high") -> None:
-        self.outbox.error(kind, message, priority)
-
-    def send_performance_alert(self, alert_type: str, metric_name: str, current_value: float, threshold: float,
-                               recommendation: str) -> bool:
-        return self.notify("system", performance_alert_text(alert_type, metric_name, current_value, threshold,
-                                                            recommendation), "high")
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self.timeout)

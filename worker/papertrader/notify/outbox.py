@@ -220,3 +220,45 @@ async def stop_tasks(tasks: list[asyncio.Task[None]], busy: Callable[[], bool], 
         except (asyncio.CancelledError, Exception):  # noqa: BLE001
             pass
     tasks.clear()
+
+
+def performance_alert_text(alert_type: str, metric_name: str, current_value: float, threshold: float,
+                           recommendation: str) -> str:
+    """The seed's custom performance alert."""
+    return (f"Performance alert ({alert_type})\n{metric_name}: {current_value:.4g} (threshold {threshold:.4g})"
+            f"\nRecommendation: {recommendation}")
+
+
+class OutboxFront:
+    """What the worker's services call to notify, for every notifier that queues into an :class:`Outbox`
+    (``self.outbox``): the Telegram ``Notifier`` of a single worker and the ``FleetForwarder`` of a fleet worker.
+    Cheap and synchronous; nothing is queued while ``enabled`` is false."""
+
+    outbox: Outbox
+    enabled: bool
+
+    @property
+    def sent(self) -> dict[str, int]:
+        return self.outbox.sent
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return self.outbox.dropped
+
+    def queue_size(self) -> int:
+        return self.outbox.queue_size()
+
+    def notify(self, category: str, text: str, priority: str = "normal") -> bool:
+        """Queue a message; False when it was dropped (disabled, over the hourly limit, queue full)."""
+        return self.enabled and self.outbox.notify(category, text, priority)
+
+    def error(self, kind: str, message: str, priority: str = "high") -> None:
+        """An error to report; identical ones within the aggregation window become one message."""
+        if self.enabled:
+            self.outbox.error(kind, message, priority)
+
+    def send_performance_alert(self, alert_type: str, metric_name: str, current_value: float, threshold: float,
+                               recommendation: str) -> bool:
+        """The seed's custom performance alert."""
+        return self.notify("system", performance_alert_text(alert_type, metric_name, current_value, threshold,
+                                                            recommendation), "high")

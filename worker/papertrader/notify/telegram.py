@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from papertrader.events import BaseListener, Fill
-from papertrader.notify.outbox import ICONS, HourlyLimits, Notification, Outbox, stop_tasks
+from papertrader.notify.outbox import ICONS, HourlyLimits, Notification, Outbox, OutboxFront, stop_tasks
 
 if TYPE_CHECKING:
     from papertrader.config import Settings
@@ -51,13 +51,6 @@ def token_from(value: str | None, path: Path | None) -> str | None:
             return None
         return token or None
     return None
-
-
-def performance_alert_text(alert_type: str, metric_name: str, current_value: float, threshold: float,
-                           recommendation: str) -> str:
-    """The seed's custom performance alert."""
-    return (f"Performance alert ({alert_type})\n{metric_name}: {current_value:.4g} (threshold {threshold:.4g})"
-            f"\nRecommendation: {recommendation}")
 
 
 class TelegramBot:
@@ -172,7 +165,7 @@ def command_name(text: str) -> str:
     return text.split()[0][1:].split("@")[0].lower()
 
 
-class Notifier:
+class Notifier(OutboxFront):
     """A worker's own Telegram notifier (``papertrader run`` with a token): the policy of :class:`Outbox`, sent
     through :class:`TelegramBot`; answers commands about this worker."""
 
@@ -195,14 +188,6 @@ class Notifier:
 
     # --- what the transport and the outbox count ----------------------------------------------------------------
     @property
-    def sent(self) -> dict[str, int]:
-        return self.outbox.sent
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        return self.outbox.dropped
-
-    @property
     def aggregated(self) -> int:
         return self.outbox.aggregated
 
@@ -221,25 +206,6 @@ class Notifier:
     @backoff_base.setter
     def backoff_base(self, seconds: float) -> None:
         self.transport.backoff_base = seconds
-
-    # --- public API (sync, cheap, safe from anywhere on the loop's thread) ---------------------------------------
-    def queue_size(self) -> int:
-        return self.outbox.queue_size()
-
-    def notify(self, category: str, text: str, priority: str = "normal") -> bool:
-        """Queue a message; False when it was dropped (disabled, over the hourly limit, queue full)."""
-        return self.enabled and self.outbox.notify(category, text, priority)
-
-    def error(self, kind: str, message: str, priority: str = "high") -> None:
-        """An error to report; identical ones within the aggregation window become one message."""
-        if self.enabled:
-            self.outbox.error(kind, message, priority)
-
-    def send_performance_alert(self, alert_type: str, metric_name: str, current_value: float, threshold: float,
-                               recommendation: str) -> bool:
-        """The seed's custom performance alert."""
-        return self.notify("system", performance_alert_text(alert_type, metric_name, current_value, threshold,
-                                                            recommendation), "high")
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
