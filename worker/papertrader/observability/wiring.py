@@ -28,6 +28,7 @@ from papertrader.observability.tracing import EngineTracer, Tracing, install_log
     tracing_requested
 
 if TYPE_CHECKING:
+    from papertrader.config import Settings
     from papertrader.notify.forward import FleetForwarder
     from papertrader.engine.runner import WorkerRunner
     from papertrader.events import Fill
