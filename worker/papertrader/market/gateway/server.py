@@ -54,7 +54,8 @@ class Gateway:
         self.stream = UpstreamStream(settings.bitvavo_ws_url, self._on_frame, self._on_connection,
                                      open_timeout_s=settings.api_timeout_seconds, stale_s=settings.ws_stale_seconds,
                                      linger_s=settings.unsubscribe_linger_seconds,
-                                     max_backoff_s=settings.reconnect_max_backoff_seconds)
+                                     max_backoff_s=settings.reconnect_max_backoff_seconds,
+                                     on_unsubscribed=self._on_unsubscribed)
         self.caches: dict[Pair, PairCache] = {}
         self._markets: dict[str, tuple[float, int, Any]] = {}  # query -> (expires, status, body)
         self.clients: dict[web.WebSocketResponse, ClientLink] = {}
@@ -296,6 +297,12 @@ class Gateway:
             cache.stream_lost()
         for link in list(self.clients.values()):
             await link.close(1012, b"upstream connection lost")
+
+    def _on_unsubscribed(self, pairs: list[Pair]) -> None:
+        for pair in pairs:
+            cache = self.caches.get(pair)
+            if cache is not None:
+                cache.stream_lost()
 
     # --- state for metrics --------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
