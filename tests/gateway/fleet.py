@@ -56,8 +56,11 @@ def plan(symbols: int, intervals: list[str], workers: int) -> Plan:
 
 
 def make_fake(pairs: set[tuple[str, str]], max_candles: dict[str, int]) -> FakeBitvavo:
-    """One paused fake exchange streaming every pair (twice the candles the workers stop after)."""
-    feeds = {(m, iv): feed_candles(int(m[1:].split("-")[0]), iv, max_candles[iv] * 2) for m, iv in sorted(pairs)}
+    """One paused fake exchange streaming every pair for twice the market time the slowest worker needs (so no
+    pair's stream ends while another's workers still run, or while restarted workers are coming back up)."""
+    span_ms = 2 * max(max_candles[iv] * interval_ms(iv) for _m, iv in pairs)
+    feeds = {(m, iv): feed_candles(int(m[1:].split("-")[0]), iv, span_ms // interval_ms(iv))
+             for m, iv in sorted(pairs)}
     (market, interval), *_rest = sorted(feeds)
     primary = feeds.pop((market, interval))
     return FakeBitvavo(primary, market=market, interval=interval, start_index=HISTORY[interval], speed=SPEED,

@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import socket
-from typing import Any
 
 import aiohttp
 from papertrader.market.fake_exchange import FakeBitvavo
@@ -85,48 +84,3 @@ async def test_a_frozen_client_is_closed_and_never_holds_up_the_others() -> None
         await gateway.stop()
         await fake.stop()
 
-
-async def first_update(ws: aiohttp.ClientWebSocketResponse) -> list[Any]:
-    """Subscribe and take the first candle update (mid-bar: not the bar's final value)."""
-    await ws.send_str(SUBSCRIBE)
-    async for msg in ws:
-        message = json.loads(msg.data)
-        if message.get("event") == "candle":
-            return message["candle"][0]
-    raise AssertionError("no candle frame")
-
-
-async def test_a_bar_forming_when_its_pair_was_unsubscribed_is_never_served_as_final() -> None:
-    """The last frame before an upstream unsubscribe is a forming bar's update; when the pair is subscribed again
-    and newer bars stream, that bar must come from the exchange, not be cached from its stale update."""
-    candles = fleet.feed_candles(0, "1m", 400)
-    fake = await FakeBitvavo(candles, market="S0-EUR", interval="1m", start_index=fleet.HISTORY["1m"],
-                             speed=120.0).start()  # a 1m bar every 0.5 s, 3 updates each
-    gateway = Gateway(GatewaySettings(bitvavo_rest_url=fake.rest_url, bitvavo_ws_url=fake.ws_url,
-                                      gateway_host="127.0.0.1", gateway_port=0, gateway_clock_sync_seconds=0.5,
-                                      gateway_unsubscribe_linger_seconds=0.01))
-    await gateway.start()
-    pair = ("S0-EUR", "1m")
-    try:
-        await asyncio.wait_for(gateway.stream.connected.wait(), 10)
-        ws_url = f"ws://127.0.0.1:{gateway.port}/v2/"
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(ws_url) as ws:
-                stale = await first_update(ws)
-            while pair in gateway.stream.subscribed:  # the linger runs out at the next upstream frame
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(1.2)  # two bars later
-            async with session.ws_connect(ws_url) as ws:
-                newer = await first_update(ws)
-                assert newer[0] >= stale[0] + 2 * 60_000
-                while not gateway.caches[pair].covered_end(newer[0]):  # the stream has closed the newer bar
-                    await asyncio.sleep(0.02)
-                query = f"S0-EUR/candles?interval=1m&start={stale[0]}&end={stale[0] + 60_000}"
-                async with session.get(f"http://127.0.0.1:{gateway.port}/v2/{query}") as answer:
-                    via_gateway = await answer.json()
-                async with session.get(f"{fake.rest_url}/{query}") as answer:
-                    from_exchange = await answer.json()
-        assert via_gateway == from_exchange and via_gateway[0] != stale  # the final values, not the stale update
-    finally:
-        await gateway.stop()
-        await fake.stop()

@@ -33,6 +33,8 @@ from papertrader.market.gateway.upstream_ws import Pair, UpstreamStream, listed_
 
 log = logging.getLogger("papertrader.gateway")
 
+FIRST_SYNCS_GAP_S = 0.25  # local seconds between the first two clock syncs (a rate needs a baseline of >= 20 ms)
+
 RATE_LIMITED_BODY = {"errorCode": 110, "error": "Rate limit exceeded: the market gateway's shared upstream budget "
                                                 "is spent or the exchange is limiting it; retry at "
                                                 "bitvavo-ratelimit-resetat."}
@@ -107,10 +109,19 @@ class Gateway:
     async def _clock_loop(self) -> None:
         while True:
             ok = await self.rest.sync_time()
-            await asyncio.sleep(self.settings.clock_sync_seconds if ok else min(1.0, self.settings.clock_sync_seconds))
+            pause = self.settings.clock_sync_seconds if ok else min(1.0, self.settings.clock_sync_seconds)
+            if ok and not self.clock_ready():
+                pause = min(pause, FIRST_SYNCS_GAP_S)  # the second sync measures the rate: soon
+            await asyncio.sleep(pause)
+
+    def clock_ready(self) -> bool:
+        """Whether the gateway's exchange clock can be served: synchronised twice, so that it runs at the
+        exchange's measured rate (until then it would run at 1x, and every worker's rate estimate taken from it
+        would be wrong against an exchange whose clock runs faster, as the fake's does in tests)."""
+        return self.clock.syncs >= 2
 
     def ready(self) -> bool:
-        return self.clock.synced and self.stream.connected.is_set()
+        return self.clock_ready() and self.stream.connected.is_set()
 
     async def _alive(self, _request: web.Request) -> web.Response:
         return web.json_response({"alive": True})
@@ -122,7 +133,7 @@ class Gateway:
 
     async def _ready(self, _request: web.Request) -> web.Response:
         ok = self.ready()
-        return web.json_response({"ready": ok, "clock_synced": self.clock.synced,
+        return web.json_response({"ready": ok, "clock_synced": self.clock_ready(),
                                   "upstream_connected": self.stream.connected.is_set()}, status=200 if ok else 503)
 
     # --- REST ---------------------------------------------------------------------------------------------
@@ -142,7 +153,7 @@ class Gateway:
         return self._json(answer.body, answer.status)
 
     async def _time(self, _request: web.Request) -> web.Response:
-        if not self.clock.synced:
+        if not self.clock_ready():
             return self._json(DOWN_BODY, 503)
         return self._json({"time": self.clock.now_ms()})
 
