@@ -22,11 +22,12 @@ from typing import Any
 
 from papertrader.market.candle import Candle, interval_ms
 from papertrader.market.fake_exchange import FakeBitvavo
-from prometheus_client.parser import text_string_to_metric_families
+from papertrader.market.gateway.server import Gateway
 from papertrader.market.sources.synthetic import SyntheticSource
 from papertrader_operator import settings as op
 from papertrader_operator.children import render_symbol
 from papertrader_operator.crd import default_spec
+from prometheus_client.parser import text_string_to_metric_families
 
 SPEED = 1500.0  # a 1m bar every 40 ms
 MAX_CANDLES = {"1m": 200, "5m": 60, "15m": 20}
@@ -47,6 +48,14 @@ def feed_candles(symbol_index: int, interval: str, streamed: int) -> list[Candle
     step = interval_ms(interval)
     source = SyntheticSource(100 + symbol_index * 7 + step // 60_000, step, origin_ms() - HISTORY[interval] * step)
     return [source._next_candle() for _ in range(HISTORY[interval] + streamed)]
+
+
+async def gateway_ready(gateway: Gateway, timeout: float = 10.0) -> None:
+    """Until an in-process gateway accepts clients (upstream connected, clock synchronised twice)."""
+    deadline = time.monotonic() + timeout
+    while not gateway.ready():
+        assert time.monotonic() < deadline, "the gateway did not get ready"
+        await asyncio.sleep(0.01)
 
 
 def plan(symbols: int, intervals: list[str], workers: int) -> Plan:

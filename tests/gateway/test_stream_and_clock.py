@@ -53,12 +53,16 @@ async def test_the_gateway_clock_runs_at_the_exchange_rate_as_soon_as_it_is_read
 
 
 async def first_update(ws: aiohttp.ClientWebSocketResponse) -> list[Any]:
-    """Subscribe and take the first candle update (mid-bar: not the bar's final value)."""
+    """Subscribe and take the first update of the next bar to begin (the fake sends 3 a bar: not its final value)."""
     await ws.send_str(SUBSCRIBE)
+    seen: int | None = None
     async for msg in ws:
         message = json.loads(msg.data)
         if message.get("event") == "candle":
-            return message["candle"][0]
+            row = message["candle"][0]
+            if seen is not None and row[0] > seen:
+                return row
+            seen = row[0]
     raise AssertionError("no candle frame")
 
 
@@ -74,7 +78,7 @@ async def test_a_bar_forming_when_its_pair_was_unsubscribed_is_never_served_as_f
     await gateway.start()
     pair = ("S0-EUR", "1m")
     try:
-        await asyncio.wait_for(gateway.stream.connected.wait(), 10)
+        await fleet.gateway_ready(gateway)
         ws_url = f"ws://127.0.0.1:{gateway.port}/v2/"
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(ws_url) as ws:

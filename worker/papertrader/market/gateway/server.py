@@ -7,7 +7,7 @@ client whose clock has just passed the bar's end), the gateway waits up to ``GAT
 stream's next updates, which close it, instead of asking the exchange (a quiet market: then it asks). Budget refusals and upstream rate limits are answered with HTTP 429,
 errorCode 110 and ``bitvavo-ratelimit-resetat`` (gateway exchange time); an unreachable exchange with 503.
 WebSocket ``/v2/``: ``subscribe`` / ``unsubscribe`` to ``candles`` and ``getTime``; frames are forwarded as
-received, through a bounded queue per client (a client that stops reading is closed, never waited for). While the upstream connection is down, upgrades are refused (503) and every client socket is closed on
+received, through a bounded queue per client (a client that stops reading is closed, never waited for). Until the gateway is ready (upstream connected, clock synchronised), upgrades are refused (503) and every client socket is closed on
 a drop, so workers gap-fill through REST exactly as after a drop of the exchange itself.
 ``/healthz`` (alive), ``/readyz`` (upstream connected and clock synchronised), ``/metrics``.
 """
@@ -228,7 +228,7 @@ class Gateway:
 
     # --- WebSocket ----------------------------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        if not self.stream.connected.is_set():
+        if not self.ready():  # no stream yet, or no clock to answer the gap-fills that follow a connect
             return web.json_response(DOWN_BODY, status=503)
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
