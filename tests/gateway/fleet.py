@@ -22,11 +22,12 @@ from typing import Any
 
 from papertrader.market.candle import Candle, interval_ms
 from papertrader.market.fake_exchange import FakeBitvavo
-from prometheus_client.parser import text_string_to_metric_families
+from papertrader.market.gateway.server import Gateway
 from papertrader.market.sources.synthetic import SyntheticSource
 from papertrader_operator import settings as op
 from papertrader_operator.children import render_symbol
 from papertrader_operator.crd import default_spec
+from prometheus_client.parser import text_string_to_metric_families
 
 SPEED = 1500.0  # a 1m bar every 40 ms
 MAX_CANDLES = {"1m": 200, "5m": 60, "15m": 20}
@@ -49,6 +50,14 @@ def feed_candles(symbol_index: int, interval: str, streamed: int) -> list[Candle
     return [source._next_candle() for _ in range(HISTORY[interval] + streamed)]
 
 
+async def gateway_ready(gateway: Gateway, timeout: float = 10.0) -> None:
+    """Until an in-process gateway accepts clients (upstream connected, clock synchronised twice)."""
+    deadline = time.monotonic() + timeout
+    while not gateway.ready():
+        assert time.monotonic() < deadline, "the gateway did not get ready"
+        await asyncio.sleep(0.01)
+
+
 def plan(symbols: int, intervals: list[str], workers: int) -> Plan:
     """``workers`` workers spread round-robin over ``symbols`` x ``intervals`` pairs."""
     pairs = [(f"S{i}-EUR", iv) for i in range(symbols) for iv in intervals]
@@ -56,8 +65,11 @@ def plan(symbols: int, intervals: list[str], workers: int) -> Plan:
 
 
 def make_fake(pairs: set[tuple[str, str]], max_candles: dict[str, int]) -> FakeBitvavo:
-    """One paused fake exchange streaming every pair (twice the candles the workers stop after)."""
-    feeds = {(m, iv): feed_candles(int(m[1:].split("-")[0]), iv, max_candles[iv] * 2) for m, iv in sorted(pairs)}
+    """One paused fake exchange streaming every pair for twice the market time the slowest worker needs (so no
+    pair's stream ends while another's workers still run, or while restarted workers are coming back up)."""
+    span_ms = 2 * max(max_candles[iv] * interval_ms(iv) for _m, iv in pairs)
+    feeds = {(m, iv): feed_candles(int(m[1:].split("-")[0]), iv, span_ms // interval_ms(iv))
+             for m, iv in sorted(pairs)}
     (market, interval), *_rest = sorted(feeds)
     primary = feeds.pop((market, interval))
     return FakeBitvavo(primary, market=market, interval=interval, start_index=HISTORY[interval], speed=SPEED,

@@ -138,6 +138,8 @@ def test_awaiting_stream_when_what_is_missing_starts_at_the_forming_bar() -> Non
     assert cache.awaiting_stream(T0, T0 + 2 * MINUTE)  # a client whose clock has passed bar 1's end
     assert cache.awaiting_stream(T0, T0 + 3 * MINUTE)  # or whose clock is ahead of the stream's frames
     assert not cache.awaiting_stream(T0 - MINUTE, T0 + 2 * MINUTE)  # the start is not covered: ask upstream
+    assert cache.awaiting_stream(T0 + MINUTE, T0 + 2 * MINUTE)  # only the forming bar, once its end has passed
+    assert cache.awaiting_stream(T0 + 2 * MINUTE, T0 + 3 * MINUTE)  # a bar the lagging stream has not begun
     cache.on_stream(row(T0 + 2 * MINUTE))
     assert not cache.awaiting_stream(T0, T0 + 2 * MINUTE) and cache.serve(T0, T0 + 2 * MINUTE, 10) is not None
     cache.add_page([row(T0 + 2 * MINUTE), row(T0 + 3 * MINUTE)], T0 + 2 * MINUTE, T0 + 4 * MINUTE, 1440,

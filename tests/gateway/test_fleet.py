@@ -24,6 +24,9 @@ from .fleet import FleetRun, Plan
 
 CI_PLAN = fleet.plan(symbols=4, intervals=["1m", "5m"], workers=10)
 FULL_PLAN = fleet.plan(symbols=10, intervals=["1m", "5m", "15m"], workers=50)
+#: What a restart of every worker at once may cost the exchange: the gateway serves every backfill from its cache
+#: and the stream, so only a bar the stream skipped (no trades, or a frame lost upstream) needs the exchange.
+A_FEW_REQUESTS = 3
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,7 @@ async def test_restarting_every_worker_at_once_is_served_by_the_gateway(tmp_path
     via = await fleet.run_fleet(tmp_path, CI_PLAN, via_gateway=True, disturb=restart_all_workers)
     print(f"\nall {len(CI_PLAN)} workers restarted at once: {via['restart_requests']} REST requests reached the "
           f"exchange besides the gateway's own {via['restart_time_requests']} clock syncs")
-    assert via["restart_requests"] <= len(set(CI_PLAN)) // 2, via["restart_requests"]
+    assert via["restart_requests"] <= A_FEW_REQUESTS, via["restart_requests"]
     assert via["ws_connections"] == 1  # the upstream stream outlived its clients
     assert_same_trades(CI_PLAN, direct, via)
 
@@ -168,9 +171,7 @@ async def test_fleet_full_size(tmp_path: Path) -> None:
                                       disturb=restart_all_workers, timeout=600)
     print(f"all {len(FULL_PLAN)} workers restarted at once: {restarted['restart_requests']} REST requests reached "
           f"the exchange besides the gateway's own {restarted['restart_time_requests']} clock syncs")
-    # on an idle machine a few; when other jobs saturate this 2-core one, the fake's stream lags its own clock by
-    # seconds, the gateway's bounded wait for it runs out and it asks for the tail (one request, weight 1)
-    assert restarted["restart_requests"] < len(FULL_PLAN)
+    assert restarted["restart_requests"] <= A_FEW_REQUESTS, restarted["restart_requests"]
     assert_same_trades(FULL_PLAN, direct_run, restarted)
 
 

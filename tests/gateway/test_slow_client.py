@@ -68,7 +68,7 @@ async def test_a_frozen_client_is_closed_and_never_holds_up_the_others() -> None
     await gateway.start()
     frozen = None
     try:
-        await asyncio.wait_for(gateway.stream.connected.wait(), 10)
+        await fleet.gateway_ready(gateway)
         frozen = await asyncio.to_thread(frozen_client, gateway.port)
         expected = (len(candles) - fleet.HISTORY["1m"]) * fake.updates_per_candle
         reader = asyncio.create_task(read_all(f"ws://127.0.0.1:{gateway.port}/v2/", expected))
@@ -83,3 +83,4 @@ async def test_a_frozen_client_is_closed_and_never_holds_up_the_others() -> None
             frozen.close()
         await gateway.stop()
         await fake.stop()
+

@@ -117,18 +117,22 @@ class PairCache:
         self._evict()
 
     def stream_lost(self) -> None:
-        """The upstream connection dropped: the forming bar's last updates may be lost."""
+        """The upstream connection dropped or the pair was unsubscribed: the forming bar's last updates may be
+        lost, so it is never stored as final."""
         self._forming = None
 
     # --- serving ------------------------------------------------------------------------------------------
     def awaiting_stream(self, start: int, end: int) -> bool:
         """Whether what ``[start, end)`` lacks begins where the stream is (its forming bar, or later when REST
-        answers have run ahead of a lagging stream): the stream's next updates close those bars, so the range will
-        be covered unless the market is quiet. A client whose clock has passed a bar's end asks a moment before the
-        stream shows that, or while the stream's frames are still on their way."""
+        answers have run ahead of a lagging stream, or when the client asks only for the bars from the forming one
+        on): the stream's next updates close those bars, so the range will be covered unless the market is quiet.
+        A client whose clock has passed a bar's end asks a moment before the stream shows that, or while the
+        stream's frames are still on their way."""
+        if self._forming is None:
+            return False
         covered = self.covered_end(start)
-        return (covered is not None and covered < end and self._forming is not None
-                and self._forming[0] <= covered)
+        missing_from = start if covered is None else covered
+        return missing_from < end and self._forming[0] <= missing_from
 
     def covered_end(self, start: int) -> int | None:
         return self.coverage.end_from(start)

@@ -7,7 +7,7 @@ client whose clock has just passed the bar's end), the gateway waits up to ``GAT
 stream's next updates, which close it, instead of asking the exchange (a quiet market: then it asks). Budget refusals and upstream rate limits are answered with HTTP 429,
 errorCode 110 and ``bitvavo-ratelimit-resetat`` (gateway exchange time); an unreachable exchange with 503.
 WebSocket ``/v2/``: ``subscribe`` / ``unsubscribe`` to ``candles`` and ``getTime``; frames are forwarded as
-received, through a bounded queue per client (a client that stops reading is closed, never waited for). While the upstream connection is down, upgrades are refused (503) and every client socket is closed on
+received, through a bounded queue per client (a client that stops reading is closed, never waited for). Until the gateway is ready (upstream connected, clock synchronised), upgrades are refused (503) and every client socket is closed on
 a drop, so workers gap-fill through REST exactly as after a drop of the exchange itself.
 ``/healthz`` (alive), ``/readyz`` (upstream connected and clock synchronised), ``/metrics``.
 """
@@ -33,6 +33,8 @@ from papertrader.market.gateway.upstream_ws import Pair, UpstreamStream, listed_
 
 log = logging.getLogger("papertrader.gateway")
 
+FIRST_SYNCS_GAP_S = 0.25  # local seconds between the first two clock syncs (a rate needs a baseline of >= 20 ms)
+
 RATE_LIMITED_BODY = {"errorCode": 110, "error": "Rate limit exceeded: the market gateway's shared upstream budget "
                                                 "is spent or the exchange is limiting it; retry at "
                                                 "bitvavo-ratelimit-resetat."}
@@ -54,7 +56,8 @@ class Gateway:
         self.stream = UpstreamStream(settings.bitvavo_ws_url, self._on_frame, self._on_connection,
                                      open_timeout_s=settings.api_timeout_seconds, stale_s=settings.ws_stale_seconds,
                                      linger_s=settings.unsubscribe_linger_seconds,
-                                     max_backoff_s=settings.reconnect_max_backoff_seconds)
+                                     max_backoff_s=settings.reconnect_max_backoff_seconds,
+                                     on_unsubscribed=self._on_unsubscribed)
         self.caches: dict[Pair, PairCache] = {}
         self._markets: dict[str, tuple[float, int, Any]] = {}  # query -> (expires, status, body)
         self.clients: dict[web.WebSocketResponse, ClientLink] = {}
@@ -106,10 +109,19 @@ class Gateway:
     async def _clock_loop(self) -> None:
         while True:
             ok = await self.rest.sync_time()
-            await asyncio.sleep(self.settings.clock_sync_seconds if ok else min(1.0, self.settings.clock_sync_seconds))
+            pause = self.settings.clock_sync_seconds if ok else min(1.0, self.settings.clock_sync_seconds)
+            if ok and not self.clock_ready():
+                pause = min(pause, FIRST_SYNCS_GAP_S)  # the second sync measures the rate: soon
+            await asyncio.sleep(pause)
+
+    def clock_ready(self) -> bool:
+        """Whether the gateway's exchange clock can be served: synchronised twice, so that it runs at the
+        exchange's measured rate (until then it would run at 1x, and every worker's rate estimate taken from it
+        would be wrong against an exchange whose clock runs faster, as the fake's does in tests)."""
+        return self.clock.syncs >= 2
 
     def ready(self) -> bool:
-        return self.clock.synced and self.stream.connected.is_set()
+        return self.clock_ready() and self.stream.connected.is_set()
 
     async def _alive(self, _request: web.Request) -> web.Response:
         return web.json_response({"alive": True})
@@ -121,7 +133,7 @@ class Gateway:
 
     async def _ready(self, _request: web.Request) -> web.Response:
         ok = self.ready()
-        return web.json_response({"ready": ok, "clock_synced": self.clock.synced,
+        return web.json_response({"ready": ok, "clock_synced": self.clock_ready(),
                                   "upstream_connected": self.stream.connected.is_set()}, status=200 if ok else 503)
 
     # --- REST ---------------------------------------------------------------------------------------------
@@ -141,7 +153,7 @@ class Gateway:
         return self._json(answer.body, answer.status)
 
     async def _time(self, _request: web.Request) -> web.Response:
-        if not self.clock.synced:
+        if not self.clock_ready():
             return self._json(DOWN_BODY, 503)
         return self._json({"time": self.clock.now_ms()})
 
@@ -216,7 +228,7 @@ class Gateway:
 
     # --- WebSocket ----------------------------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        if not self.stream.connected.is_set():
+        if not self.ready():  # no stream yet, or no clock to answer the gap-fills that follow a connect
             return web.json_response(DOWN_BODY, status=503)
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
@@ -296,6 +308,12 @@ class Gateway:
             cache.stream_lost()
         for link in list(self.clients.values()):
             await link.close(1012, b"upstream connection lost")
+
+    def _on_unsubscribed(self, pairs: list[Pair]) -> None:
+        for pair in pairs:
+            cache = self.caches.get(pair)
+            if cache is not None:
+                cache.stream_lost()
 
     # --- state for metrics --------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

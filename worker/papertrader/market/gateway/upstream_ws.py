@@ -1,7 +1,8 @@
 """The gateway's one upstream WebSocket, shared by every client subscription.
 
 A (market, interval) pair is subscribed upstream when its first client asks for it and unsubscribed ``linger_s``
-after its last client has gone (a restarting fleet finds its stream still running). After a drop the connection is
+after its last client has gone (a restarting fleet finds its stream still running; the owner hears of each
+unsubscription, since a pair's last frame before it is not that bar's final value). After a drop the connection is
 reopened with backoff and every wanted pair is subscribed again. Frames are handed on as received; the owner
 routes them (:class:`~papertrader.market.gateway.server.GatewayServer`).
 """
@@ -48,10 +49,12 @@ class UpstreamStream:
     def __init__(self, url: str, on_frame: Callable[[str, dict[str, Any]], Awaitable[None]],
                  on_connection: Callable[[bool], Awaitable[None]], *, open_timeout_s: float = 10.0,
                  stale_s: float = 90.0, linger_s: float = 60.0, subscribe_timeout_s: float = 10.0,
-                 max_backoff_s: float = 30.0, seed: int = 0) -> None:
+                 max_backoff_s: float = 30.0, seed: int = 0,
+                 on_unsubscribed: Callable[[list[Pair]], None] = lambda pairs: None) -> None:
         self.url = url
         self._on_frame = on_frame
         self._on_connection = on_connection
+        self._on_unsubscribed = on_unsubscribed
         self.open_timeout_s = open_timeout_s
         self.stale_s = stale_s
         self.linger_s = linger_s
@@ -122,6 +125,7 @@ class UpstreamStream:
         if expired:
             log.info("no client for %d pair(s) since %.0f s: unsubscribing %s", len(expired), self.linger_s, expired)
             self.subscribed -= set(expired)
+            self._on_unsubscribed(expired)
             await self._send(channel_message("unsubscribe", expired))
 
     # --- the connection -----------------------------------------------------------------------------------
