@@ -112,7 +112,7 @@ def build_worker(settings: Settings, *, source: CandleSource | None = None, stra
         settings = runner.settings  # completed (a replay file's symbol and interval)
         observability = Observability(settings, view=runner, control=runner, ledger=runner.store, breakers=breakers,
                                       trace_engine=runner.engine,
-                                      live_or_paced=runner.facts().live or settings.speed_factor is not None,
+                                      live_or_paced=runner.source.live or settings.speed_factor is not None,
                                       tracing_exporter=tracing_exporter)
         for listener in observability.engine_listeners():
             runner.add_listener(listener)

@@ -128,6 +128,7 @@ class HttpSettings:
 class FeedSettings:
     """The WebSocket feed on WS_PORT and its fan-out process."""
 
+    symbol: str
     http_host: str
     ws_port: int
     ws_client_queue_size: int
@@ -165,6 +166,7 @@ class NotifySettings:
 class PerformanceSettings:
     """The periodic performance report and its alert rules."""
 
+    symbol: str
     enable_performance_monitoring: bool
     performance_report_interval: float
     performance_alert_rules: str | None

@@ -93,7 +93,7 @@ class WsFeed(BaseListener):
     def __init__(self, view: WorkerView, settings: FeedSettings, health_report: Callable[[], dict[str, Any]]) -> None:
         self.view = view
         self.health_report = health_report
-        self.symbol = view.facts().symbol
+        self.symbol = settings.symbol
         self.host, self.port = settings.http_host, settings.ws_port
         self.bound_port: int | None = None
         self.queue_size = settings.ws_client_queue_size

@@ -36,11 +36,12 @@ class RecentFills(BaseListener):
 class AnnouncedControl:
     """Halts and resumes asked for from outside: applied to the worker, then announced (when ``announce`` is set)."""
 
-    def __init__(self, view: WorkerView, control: WorkerControl, announce: Announce | None = None) -> None:
+    def __init__(self, view: WorkerView, control: WorkerControl, symbol: str, announce: Announce | None = None
+                 ) -> None:
         self.view = view
         self.control = control
+        self.symbol = symbol
         self.announce = announce
-        self.symbol = view.facts().symbol
 
     def halt(self, reason: str, source: str, kind: str = "manual") -> None:
         already = self.view.facts().halts.get(kind) == reason

@@ -92,7 +92,7 @@ class HealthMonitor:
         self.max_loop_lag = 0.0
         self.last_tick = time.monotonic()
         self.last_progress = time.monotonic()
-        self._last_items = view.facts().items
+        self._last_items: int | None = None  # the first look counts as progress
         self.memory_bytes = 0  # the worker and its WebSocket fan-out process (the pod's processes)
         self.fanout_memory_bytes = 0
         self.disk_free_ratio = 1.0
@@ -103,7 +103,7 @@ class HealthMonitor:
         self._stopping = threading.Event()
         self._process: Any = None
         self._fanout_process: Any = None
-        self._sample()
+        self._sample_resources()  # not the facts: nothing may ask a live source before it has started
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def set_fanout(self, fanout: Fanout | None) -> None:
@@ -111,7 +111,6 @@ class HealthMonitor:
         self.fanout = fanout
 
     async def start(self) -> None:
-        self._last_items = self.view.facts().items
         self.last_tick = self.last_progress = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="health-monitor")
         self._watchdog = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
@@ -175,6 +174,10 @@ class HealthMonitor:
 
     def _sample(self) -> None:
         self._note_progress(self.view.facts().items)
+        self._sample_resources()
+
+    def _sample_resources(self) -> None:
+        """Memory (the worker and its fan-out process) and the state directory's free disk."""
         try:
             import psutil
 

@@ -101,7 +101,7 @@ class PerformanceMonitor:
         self.alerts = alerts
         self.interval = settings.performance_report_interval
         self.rules = rules if rules is not None else parse_rules(settings.performance_alert_rules)
-        self.symbol = view.facts().symbol
+        self.symbol = settings.symbol
         self._last: dict[str, Any] = self._counters()
         self._alerted: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -112,7 +112,7 @@ class PerformanceMonitor:
         requests = exchange_request_stats()
         return {
             "time": time.monotonic(),
-            "candles": self.view.facts().accepted,
+            "candles": self.view.summary()["candles"],  # not facts(): a live source may not have started yet
             "predictions": self.listener.predictions,
             "errors": self.listener.errors.total,
             "api_count": sum(c for c, _ in requests.values()),

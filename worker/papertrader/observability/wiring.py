@@ -51,7 +51,7 @@ class Observability:
                  breakers: BreakerRegistry, trace_engine: Engine, live_or_paced: bool,
                  tracing_exporter: Any = None) -> None:
         self.view = view
-        self.symbol = view.facts().symbol
+        self.symbol = settings.symbol
         self.source_name, self.strategy_name = settings.source, settings.strategy
         self.errors = ErrorCounter()
         self.metrics = MetricsListener(self.errors)
@@ -59,7 +59,7 @@ class Observability:
         self.recent = RecentFills(ledger.recent_fills(RECENT_FILLS))
         self.health = HealthMonitor(view, settings.health)
         self.notifier = _notifier(settings.notify, breakers.get("notifications"))
-        self.control = AnnouncedControl(view, control, self.notifier.notify)
+        self.control = AnnouncedControl(view, control, self.symbol, self.notifier.notify)
         if isinstance(self.notifier, Notifier):
             self.notifier.answer_with(WorkerCommands(view, self.control, self.health.report, self.recent))
         self.feed: WsFeed | None = WsFeed(view, settings.feed, self.health.report)
