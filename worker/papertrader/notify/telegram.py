@@ -273,7 +273,7 @@ def _seconds(exc: Any) -> float:
 class NotifyListener(BaseListener):
     """Turns engine events into notifications (trades)."""
 
-    def __init__(self, notifier: Notifier, symbol: str) -> None:
+    def __init__(self, notifier: OutboxFront, symbol: str) -> None:
         self.notifier = notifier
         self.symbol = symbol
 

@@ -225,8 +225,9 @@ class HealthMonitor:
         lag = time.monotonic() - self.last_tick - self.probe_interval
         stalled = max(self.loop_lag, lag) > self.stall_after
         stuck = self.stuck(f)
+        alive = not (stalled or stuck)
         detail = {
-            "alive": not (stalled or stuck),
+            "alive": alive,
             "pipeline_stuck": stuck,
             "seconds_since_progress": round(self.progress_age(f), 3),
             "seconds_working_without_progress": round(self.working_age(f), 3),
@@ -235,7 +236,7 @@ class HealthMonitor:
             "event_loop_lag_seconds": round(max(self.loop_lag, lag, 0.0), 4),
             "finished": f.finished,
         }
-        return detail["alive"], detail
+        return alive, detail
 
     def data_age(self, facts: WorkerFacts | None = None) -> float | None:
         """Seconds since the last candle closed, on the exchange's clock when the source keeps one (so local clock

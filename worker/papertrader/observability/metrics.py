@@ -256,8 +256,11 @@ class FeedStats(Protocol):
 class NotifierStats(Protocol):
     """The notifier's counters, as metrics read them."""
 
-    sent: dict[str, int]
-    dropped: dict[str, int]
+    @property
+    def sent(self) -> dict[str, int]: ...
+
+    @property
+    def dropped(self) -> dict[str, int]: ...
 
     def queue_size(self) -> int: ...
 
