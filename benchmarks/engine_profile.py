@@ -96,14 +96,14 @@ class StageClock:
 
 def profile(path: Path, candles: int | None, risk: str, workdir: Path, top: int) -> dict[str, Any]:
     from papertrader.config import load_settings
-    from papertrader.engine.runner import WorkerRunner
+    from papertrader.cli import build_worker
 
     settings = load_settings({"source": "replay", "replay_file": path, "state_dir": workdir / "pt",
                               "symbol": "BENCH-EUR", "candle_interval": "1m", "http_port": 0, "ws_port": 0,
                               "max_candles": candles, **(PURE_SMA if risk == "off" else {})})
     clock = StageClock()
     clock.calibrate()
-    runner = WorkerRunner(settings, console_logs=False)
+    runner, _ = build_worker(settings, console_logs=False)
     engine = runner.engine
     stages = [f"_{stage}_stage" for stage in engine.STAGES]
     for name in stages:

@@ -110,14 +110,14 @@ PURE_SMA: dict[str, Any] = {
 
 
 def bench_papertrader(path: Path, workdir: Path, risk: str = "off") -> dict[str, Any]:
+    from papertrader.cli import build_worker
     from papertrader.config import load_settings
-    from papertrader.engine.runner import WorkerRunner
 
     settings = load_settings({"source": "replay", "replay_file": path, "state_dir": workdir / "pt",
                               "symbol": "BENCH-EUR", "candle_interval": "1m", "http_port": 0, "ws_port": 0,
                               **(PURE_SMA if risk == "off" else {})})
     wall, cpu = time.perf_counter(), time.process_time()
-    runner = WorkerRunner(settings, console_logs=False)
+    runner, _ = build_worker(settings, console_logs=False)
     summary = asyncio.run(runner.run())
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"candles": summary["candles"], "trades": summary["trades"], "cpu_s": cpu, "wall_s": wall,

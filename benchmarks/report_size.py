@@ -32,7 +32,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from papertrader.config import load_settings
-    from papertrader.engine.runner import WorkerRunner
+    from papertrader.cli import build_worker
     from papertrader.report import build_report
     from tests.report.browser import open_page
 
@@ -43,7 +43,7 @@ def main() -> int:
                                   "symbol": "BENCH-EUR", "candle_interval": "1m", "http_port": 0, "ws_port": 0,
                                   **PURE_SMA})
         print(f"replaying {args.candles} candles ...", file=sys.stderr, flush=True)
-        summary = asyncio.run(WorkerRunner(settings, console_logs=False).run())
+        summary = asyncio.run(build_worker(settings, console_logs=False)[0].run())
         started = time.perf_counter()
         out = build_report([state_dir], Path(tmp) / "report.html")
         build_s = time.perf_counter() - started

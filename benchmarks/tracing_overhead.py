@@ -43,7 +43,7 @@ def _serve(ready: Any) -> None:
 
 def run(candles: int, env: dict[str, str]) -> float:
     from papertrader.config import load_settings
-    from papertrader.engine.runner import WorkerRunner
+    from papertrader.cli import build_worker
 
     for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_EXPORTER"):
         os.environ.pop(key, None)
@@ -51,7 +51,7 @@ def run(candles: int, env: dict[str, str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings({"state_dir": Path(tmp), "http_port": 0, "ws_port": 0, "max_candles": candles,
                                   "log_level": "WARNING"})
-        runner = WorkerRunner(settings, console_logs=False)
+        runner, _ = build_worker(settings, console_logs=False)
         started = time.perf_counter()
         asyncio.run(runner.run())
         return candles / (time.perf_counter() - started)

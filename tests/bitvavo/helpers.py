@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from papertrader.config import Settings, load_settings
-from papertrader.engine.runner import WorkerRunner
+from papertrader.cli import build_worker
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import format_candle
 from papertrader.market.sources.synthetic import SyntheticSource
@@ -43,7 +43,7 @@ def live_flags(fake: Any, state_dir: Path, **extra: Any) -> dict[str, Any]:
 
 
 async def run_worker(settings: Settings, timeout: float = 60.0) -> dict[str, Any]:
-    runner = WorkerRunner(settings, console_logs=False)
+    runner, _ = build_worker(settings, console_logs=False)
     summary = await asyncio.wait_for(runner.run(), timeout)
     summary["source_status"] = runner.source.status()
     return summary

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from papertrader.config import load_settings
-from papertrader.engine.runner import WorkerRunner
+from papertrader.cli import build_worker
 
 #: Every exit rule, cooldown, cap and guard switched off: what is left is the strategy plus the fill model.
 PLAIN = {
@@ -24,7 +24,7 @@ def run_replay(state_dir: Path, replay_file: Path, monkeypatch: Any = None, **se
              "http_port": 0, "ws_port": 0}
     config = state_dir.parent / f"{state_dir.name}.yaml"
     config.write_text("".join(f"{key}: {value}\n" for key, value in settings.items()), encoding="utf-8")
-    runner = WorkerRunner(load_settings(flags, config_file=config), console_logs=False)
+    runner, _ = build_worker(load_settings(flags, config_file=config), console_logs=False)
     return asyncio.run(runner.run())
 
 

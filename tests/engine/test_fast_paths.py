@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from papertrader.cli import build_worker
 from papertrader.config import load_settings
 from papertrader.engine.runner import WorkerRunner
 from papertrader.features import FeatureEngine
@@ -152,21 +153,9 @@ def test_exit_rules_in_one_call_equal_the_rules_written_out(settings: tuple[floa
 def _replay(tmp: Path, name: str, path: Path, listeners: bool) -> dict[str, object]:
     settings = load_settings({"source": "replay", "replay_file": path, "state_dir": tmp / name, "symbol": "BTC-EUR",
                               "candle_interval": "1m", "http_port": 0, "ws_port": 0, "commit_every_candles": 500})
-    runner = WorkerRunner(settings, console_logs=False)
     if not listeners:
-        runner.listeners.clear()  # the run loop and the engine see no listener at all
-
-        async def run_without_services() -> dict[str, object]:
-            from papertrader.engine import runner as runner_module
-
-            factories = list(runner_module.SERVICE_FACTORIES)
-            runner_module.SERVICE_FACTORIES.clear()
-            try:
-                return await runner.run()
-            finally:
-                runner_module.SERVICE_FACTORIES.extend(factories)
-
-        summary = asyncio.run(run_without_services())
+        runner = WorkerRunner(settings, console_logs=False)  # no service: the engine sees no listener at all
+        summary = asyncio.run(runner.run())
         ticks = None
     else:
         seen: list[int] = []
@@ -185,7 +174,8 @@ def _replay(tmp: Path, name: str, path: Path, listeners: bool) -> dict[str, obje
                 assert len(items) == len(durations) and all(d >= 0 for d in durations)
                 seen.extend(range(len(items)))
 
-        runner.listeners.append(Ticks())  # type: ignore[arg-type]
+        runner, _ = build_worker(settings, console_logs=False)
+        runner.add_listener(Ticks())
         summary = asyncio.run(runner.run())
         ticks = seen
     state = tmp / name

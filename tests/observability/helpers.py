@@ -11,10 +11,11 @@ from typing import Any
 import aiohttp
 
 from papertrader.config import load_settings
-from papertrader.engine.runner import WorkerRunner
+from papertrader.cli import build_worker
 from papertrader.market.candle import Candle
 from papertrader.market.sources.base import CandleSource
 from papertrader.market.sources.synthetic import SyntheticSource
+from papertrader.strategy.base import Strategy
 
 
 def settings_for(state_dir: Path, **values: Any) -> Any:
@@ -78,26 +79,22 @@ class ScriptedSource(CandleSource):
 class Worker:
     """A WorkerRunner on the current event loop."""
 
-    def __init__(self, settings: Any, source: CandleSource | None = None, tracing_exporter: Any = None) -> None:
-        self.runner = WorkerRunner(settings, source=source, console_logs=False)
-        if tracing_exporter is not None:
-            self.runner.tracing_exporter = tracing_exporter  # type: ignore[attr-defined]
+    def __init__(self, settings: Any, source: CandleSource | None = None, tracing_exporter: Any = None,
+                 strategy: Strategy | None = None) -> None:
+        self.runner, self.obs = build_worker(settings, source=source, strategy=strategy, console_logs=False,
+                                             tracing_exporter=tracing_exporter)
         self.task: asyncio.Task[dict[str, Any]] | None = None
 
     async def start(self) -> Worker:
         self.task = asyncio.create_task(self.runner.run())
         deadline = time.monotonic() + 10
-        while not getattr(getattr(self.runner, "observability", None), "started", False):
+        while not self.obs.started:
             if self.task.done():
                 self.task.result()
             if time.monotonic() > deadline:
                 raise TimeoutError("worker did not start")
             await asyncio.sleep(0.01)
         return self
-
-    @property
-    def obs(self) -> Any:
-        return self.runner.observability  # type: ignore[attr-defined]
 
     @property
     def http(self) -> str:

@@ -15,7 +15,7 @@ async def test_clients_connecting_between_candles_share_one_snapshot(tmp_path):
     source = ScriptedSource(live=True, now_aligned=200)
     worker = await Worker(settings_for(tmp_path / "w"), source).start()
     feed = worker.obs.feed
-    engine = worker.obs.runner.engine
+    engine = worker.runner.engine
     try:
         source.release(50)
         await wait_for(lambda: engine.items >= 50)
@@ -47,7 +47,7 @@ async def test_a_client_joining_later_gets_the_engines_current_state_without_ask
     snapshot in all (for the first client)."""
     source = ScriptedSource(live=True, now_aligned=700)
     worker = await Worker(settings_for(tmp_path / "w", HEALTH_CHECK_INTERVAL=1), source).start()
-    feed, engine = worker.obs.feed, worker.obs.runner.engine
+    feed, engine = worker.obs.feed, worker.runner.engine
     try:
         async with connect(worker.ws) as first:
             assert json.loads(await asyncio.wait_for(first.recv(), 5))["type"] == "snapshot"

@@ -18,7 +18,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from papertrader.config import Settings
+    from papertrader.engine.runner import WorkerRunner
+    from papertrader.market.sources.base import CandleSource
+    from papertrader.observability.wiring import Observability
+    from papertrader.strategy.base import Strategy
 
 EXIT_CONFIG = 2
 
@@ -88,16 +95,44 @@ def _settings_from(args: argparse.Namespace) -> Any:
     return load_settings(flags, config_file=args.config, env_file=args.env_file)
 
 
+def build_worker(settings: Settings, *, source: CandleSource | None = None, strategy: Strategy | None = None,
+                 console_logs: bool = True, tracing_exporter: Any = None) -> tuple[WorkerRunner, Observability]:
+    """The worker of ``papertrader run``: the runner (ledger, source, strategy, engine) and its observability and
+    control surfaces, wired explicitly. ``source`` and ``strategy`` replace the configured ones (tests);
+    ``tracing_exporter`` turns tracing on with that exporter (tests). The runner owns the state directory from here:
+    ``runner.run()`` (or ``runner.close()``) releases it."""
+    from papertrader.engine.runner import WorkerRunner, build_breakers
+    from papertrader.observability.metrics import observe_exchange_request
+    from papertrader.observability.wiring import Observability
+
+    breakers = build_breakers(settings.breakers)
+    runner = WorkerRunner(settings, source=source, console_logs=console_logs, strategy=strategy, breakers=breakers,
+                          on_request=observe_exchange_request)
+    try:
+        settings = runner.settings  # completed (a replay file's symbol and interval)
+        observability = Observability(settings, view=runner, control=runner, ledger=runner.store, breakers=breakers,
+                                      trace_engine=runner.engine,
+                                      live_or_paced=runner.source.live or settings.speed_factor is not None,
+                                      tracing_exporter=tracing_exporter)
+        for listener in observability.engine_listeners():
+            runner.add_listener(listener)
+        runner.add_service(observability)
+    except BaseException:
+        runner.close()
+        raise
+    return runner, observability
+
+
 def _run(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from papertrader.engine.runner import WorkerRunner, format_summary, summary_path
+    from papertrader.engine.runner import format_summary, summary_path
     from papertrader.ledger.store import LedgerError
     from papertrader.quality import REJECTED_SHARE_WARNING
 
     settings = _settings_from(args)
     try:
-        runner = WorkerRunner(settings)
+        runner, _ = build_worker(settings)
         summary = asyncio.run(runner.run())
         summary_path(settings.state_dir).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     except sqlite3.DatabaseError as exc:  # garbage pages, a truncated file, storage failing at the last commit

@@ -19,6 +19,9 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from papertrader.config_groups import (BreakerSettings, ExchangeSettings, FeedSettings, HealthSettings, HttpSettings,
+                                       MlSettings, NotifySettings, PerformanceSettings, RiskSettings, TracingSettings,
+                                       settings_group)
 from papertrader.market.candle import INTERVAL_MS
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+$")
@@ -322,6 +325,47 @@ class Settings(BaseSettings):
         if self.speed == "max":
             return None
         return 1.0 if self.speed == "realtime" else float(self.speed)
+
+    # --- groups (papertrader.config_groups): what each component receives ------------------------------------
+    @property
+    def breakers(self) -> BreakerSettings:
+        return settings_group(BreakerSettings, self)
+
+    @property
+    def risk(self) -> RiskSettings:
+        return settings_group(RiskSettings, self)
+
+    @property
+    def exchange(self) -> ExchangeSettings:
+        return settings_group(ExchangeSettings, self)
+
+    @property
+    def ml(self) -> MlSettings:
+        return settings_group(MlSettings, self)
+
+    @property
+    def health(self) -> HealthSettings:
+        return settings_group(HealthSettings, self)
+
+    @property
+    def http(self) -> HttpSettings:
+        return settings_group(HttpSettings, self)
+
+    @property
+    def feed(self) -> FeedSettings:
+        return settings_group(FeedSettings, self)
+
+    @property
+    def notify(self) -> NotifySettings:
+        return settings_group(NotifySettings, self)
+
+    @property
+    def performance(self) -> PerformanceSettings:
+        return settings_group(PerformanceSettings, self)
+
+    @property
+    def tracing(self) -> TracingSettings:
+        return settings_group(TracingSettings, self)
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain values, secrets masked, for ``papertrader config show``."""

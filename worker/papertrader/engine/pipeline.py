@@ -29,6 +29,7 @@ from papertrader.features import FeatureEngine
 from papertrader.ledger.csv_logs import PORTFOLIO_HEADER, TRADES_HEADER, CsvLog, fill_row, portfolio_row, \
     snapshot_row, trade_row
 from papertrader.ledger.portfolio import Portfolio
+from papertrader.ledger.returns import return_pct
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import BadRow, format_candle
@@ -484,7 +485,7 @@ class Engine:
             "candles": self.accepted,
             "trades": portfolio.fills,
             "final_equity": float(equity),
-            "return_pct": round(float((equity - initial) / initial * 100), 4),
+            "return_pct": round(return_pct(equity, initial), 4),
             "max_drawdown_pct": round(self.risk.state.max_drawdown_pct * 100, 4),
             "win_rate": round(100.0 * portfolio.winning_lots / portfolio.closed_lots, 2) if portfolio.closed_lots else 0.0,
             "round_trips": portfolio.closed_lots,

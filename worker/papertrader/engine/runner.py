@@ -1,4 +1,8 @@
-"""``papertrader run``: wires source, engine, ledger and services together and drives the loop.
+"""``papertrader run``: owns source, engine and ledger, runs the services it is given, and drives the loop.
+
+The runner knows no service: ``papertrader.cli.build_worker`` composes it with the observability layer, which
+reads the worker through :meth:`WorkerRunner.facts` (:class:`~papertrader.engine.facts.WorkerView`) and halts or
+resumes it through :class:`~papertrader.engine.facts.WorkerControl`.
 
 The loop asks the source for batches, runs every item through the engine, and commits. At ``--speed max`` a
 batch is COMMIT_EVERY_CANDLES items (or fewer, to stop exactly at ``--max-candles``); paced and live runs commit
@@ -12,18 +16,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import shlex
 import signal
 import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import MappingProxyType
 from operator import sub
 from pathlib import Path
 from typing import Any, Protocol
 
 from papertrader.aio import cancel_and_wait
 from papertrader.config import Settings
+from papertrader.config_groups import BreakerSettings
+from papertrader.engine.facts import ModelFacts, WorkerFacts
 from papertrader.engine.pipeline import Engine
 from papertrader.events import EngineListener
 from papertrader.ledger.fingerprint import archive_state, fingerprint_mismatch, results_fingerprint
@@ -35,6 +43,7 @@ from papertrader.market.candle_file import HEADER, CandleFileError
 from papertrader.market.sources.base import CandleSource
 from papertrader.resilience import BreakerRegistry, BreakerState, CircuitBreaker
 from papertrader.strategy import create_strategy
+from papertrader.strategy.base import Strategy
 
 log = logging.getLogger("papertrader.runner")
 perf_log = logging.getLogger(PERFORMANCE_LOGGER)
@@ -47,13 +56,11 @@ class Service(Protocol):
 
     async def stop(self) -> None: ...
 
-
-#: Factories that add services and listeners to a runner (registered by the observability layer).
-ServiceFactory = Callable[["WorkerRunner"], Awaitable[None]]
-SERVICE_FACTORIES: list[ServiceFactory] = []
+#: called after each exchange REST request with its endpoint (``GET /candles``) and duration in seconds
+RequestObserver = Callable[[str, float], None]
 
 
-def build_breakers(settings: Settings) -> BreakerRegistry:
+def build_breakers(settings: BreakerSettings) -> BreakerRegistry:
     """The worker's four circuit breakers, configured from the seed's settings."""
     registry = BreakerRegistry()
     enabled = settings.enable_circuit_breakers
@@ -68,8 +75,9 @@ def build_breakers(settings: Settings) -> BreakerRegistry:
     return registry
 
 
-def make_source(settings: Settings, breakers: BreakerRegistry) -> CandleSource:
-    """The configured candle source."""
+def make_source(settings: Settings, breakers: BreakerRegistry,
+                on_request: RequestObserver | None = None) -> CandleSource:
+    """The configured candle source; ``on_request`` times a live source's REST calls."""
     if settings.source == "replay":
         from papertrader.market.sources.replay import ReplaySource
 
@@ -80,7 +88,7 @@ def make_source(settings: Settings, breakers: BreakerRegistry) -> CandleSource:
         return SyntheticSource(settings.seed, settings.interval_ms, settings.synthetic_start_ms)
     from papertrader.market.sources.bitvavo import BitvavoSource  # type: ignore[import-not-found]
 
-    return BitvavoSource(settings, breakers.breakers["data_collection"])
+    return BitvavoSource(settings, breakers.breakers["data_collection"], on_request=on_request)
 
 
 def complete_replay_settings(settings: Settings) -> Settings:
@@ -163,9 +171,15 @@ def _resume_problem(store: LedgerStore, settings: Settings, fingerprint: dict[st
 
 
 class WorkerRunner:
-    """Owns one worker's engine, source and services for the duration of ``papertrader run``."""
+    """Owns one worker's engine, source and services for the duration of ``papertrader run``.
 
-    def __init__(self, settings: Settings, source: CandleSource | None = None, console_logs: bool = True) -> None:
+    ``source``, ``strategy`` and ``breakers`` default to what the settings configure (a test may hand in its own);
+    ``on_request`` observes the live source's REST calls. Services and engine listeners are added by the composer
+    (:meth:`add_service`, :meth:`add_listener`) before :meth:`run`."""
+
+    def __init__(self, settings: Settings, source: CandleSource | None = None, console_logs: bool = True, *,
+                 strategy: Strategy | None = None, breakers: BreakerRegistry | None = None,
+                 on_request: RequestObserver | None = None) -> None:
         settings = complete_replay_settings(settings)
         self.settings = settings
         ensure_writable_state_dir(settings.state_dir)
@@ -183,7 +197,7 @@ class WorkerRunner:
             log.warning("%s: RESET_STATE: the previous run (other settings or input) was moved to %s; starting "
                         "afresh", settings.state_dir, archived)
         try:
-            self._build(settings, source)
+            self._build(settings, source, strategy, breakers, on_request)
         except BaseException:
             self.close()
             raise
@@ -195,18 +209,19 @@ class WorkerRunner:
         finally:
             self.lock.release()
 
-    def _build(self, settings: Settings, source: CandleSource | None) -> None:
+    def _build(self, settings: Settings, source: CandleSource | None, strategy: Strategy | None,
+               breakers: BreakerRegistry | None, on_request: RequestObserver | None) -> None:
         """Everything after the ledger is open; on failure ``__init__`` closes the ledger again."""
         self.store.record_settings(settings.masked())
-        self.strategy = create_strategy(settings)
-        self.breakers = build_breakers(settings)
+        self.strategy = strategy if strategy is not None else create_strategy(settings)
+        self.breakers = breakers if breakers is not None else build_breakers(settings.breakers)
         self.strategy.bind_breaker(self.breakers.breakers["prediction"])
         self.recorder = CsvLog(Path(settings.record), HEADER) if settings.record else None
         self.listeners: list[EngineListener] = []
         self.services: list[Service] = []
         self.engine = Engine(settings, self.strategy, self.store, self.listeners, self.recorder)
         self.breakers.breakers["data_collection"].listeners.append(self._on_data_breaker)
-        self.source = source or make_source(settings, self.breakers)
+        self.source = source or make_source(settings, self.breakers, on_request)
         self.started_at = time.monotonic()
         self.finished = False
         self.last_progress = time.monotonic()
@@ -224,6 +239,72 @@ class WorkerRunner:
             self.engine.halt_entries("market data circuit breaker open", kind="data_breaker")
         elif new is BreakerState.CLOSED:
             self.engine.resume_entries(kind="data_breaker")
+
+    # --- composition -------------------------------------------------------------------------------------------
+    def add_service(self, service: Service) -> None:
+        """Run ``service`` beside the engine: started after the checkpoint is restored, stopped in reverse order."""
+        self.services.append(service)
+
+    def add_listener(self, listener: EngineListener) -> None:
+        """Hand the engine's events to ``listener`` (see :mod:`papertrader.events`)."""
+        self.listeners.append(listener)  # the engine shares this list
+
+    # --- WorkerView and WorkerControl ----------------------------------------------------------------------------
+    def facts(self) -> WorkerFacts:
+        """The worker now (:class:`~papertrader.engine.facts.WorkerFacts`)."""
+        engine, settings = self.engine, self.settings
+        portfolio, risk = engine.portfolio, engine.risk.state
+        candle = engine.last_candle
+        if candle is not None:
+            snapshot = portfolio.snapshot(candle.ts, candle.close)
+            position_value, equity = snapshot.position_value, snapshot.equity
+            equity_f = portfolio.equity_f(candle.close)
+        else:
+            position_value, equity, equity_f = portfolio.cash - portfolio.cash, portfolio.cash, portfolio.cash_f
+        try:
+            source_status = self.source.status()
+        except Exception:  # noqa: BLE001 - a broken status is a disconnected source
+            source_status = {"connected": False}
+        try:
+            strategy_status = engine.strategy.status() or {}
+        except Exception:  # noqa: BLE001 - a strategy's status must not break health
+            strategy_status = {}
+        quality, parts = engine.gate.score()
+        counters = engine.gate.counters
+        return WorkerFacts(
+            symbol=engine.symbol, source=settings.source, strategy=settings.strategy,
+            interval_ms=settings.interval_ms, live=self.source.live,
+            items=engine.items, accepted=engine.accepted, warmup=engine.warmup, finished=self.finished,
+            waiting_since=self.waiting_since, last_wait_end=self.last_wait_end, storage_error=self.storage_error,
+            last_candle=candle,
+            initial_capital=portfolio.initial_capital, cash=portfolio.cash, position_value=position_value,
+            equity=equity, equity_f=equity_f, peak_equity=risk.peak_equity, max_drawdown=risk.max_drawdown_pct,
+            lots=tuple(portfolio.lots), trades=portfolio.fills, closed_lots=portfolio.closed_lots,
+            winning_lots=portfolio.winning_lots,
+            halts=MappingProxyType(dict(risk.halts)),
+            breakers=MappingProxyType({name: b.state for name, b in self.breakers.breakers.items()}),
+            quality_score=quality, quality_parts=MappingProxyType(dict(parts)),
+            rejected_by_reason=MappingProxyType(dict(counters.reasons)), gaps=counters.gaps,
+            source_connected=bool(source_status.get("connected", True)),
+            data_age_ms=source_status.get("data_age_ms"),
+            model=ModelFacts.from_status(strategy_status, settings.model is not None),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The engine's results so far."""
+        return self.engine.summary()
+
+    def feature_values(self) -> dict[str, float]:
+        """The latest finite feature values."""
+        return {name: value for name, value in self.engine.features.values.items() if math.isfinite(value)}
+
+    def halt(self, reason: str, kind: str = "manual") -> None:
+        """Stop new entries; committed to the ledger before this returns (survives a crash)."""
+        self.engine.halt_entries(reason, kind=kind, durable=True)
+
+    def resume(self, kind: str = "manual") -> None:
+        """Lift the ``kind`` halt (``portfolio``, the operator's, leaves the worker's own halts in place)."""
+        self.engine.resume_entries(kind=kind, durable=True)
 
     def request_stop(self) -> None:
         """Stop after the current batch (SIGTERM/SIGINT): commit and exit cleanly."""
@@ -247,8 +328,6 @@ class WorkerRunner:
         else:
             log.info("%s starting fresh: source=%s strategy=%s warm-up=%d candles", settings.symbol,
                      settings.source, settings.strategy, engine.warmup)
-        for factory in SERVICE_FACTORIES:
-            await factory(self)
         for service in self.services:
             await service.start()
         self._install_signal_handlers()
@@ -275,8 +354,7 @@ class WorkerRunner:
         a copy next to the recording and ``--source replay`` reads it, so the replay of a recording trades alike."""
         from papertrader.market.bitvavo.markets import load_rules_sidecar, write_rules_sidecar
 
-        market_rules = getattr(self.source, "market_rules", None)
-        rules = market_rules() if callable(market_rules) else None
+        rules = self.source.market_rules()
         if rules is None and self.settings.source == "replay" and self.settings.replay_file is not None:
             rules = load_rules_sidecar(self.settings.replay_file)
         if rules is None:
@@ -454,8 +532,3 @@ def format_summary(summary: dict[str, Any], state_dir: Path | None = None) -> st
 def summary_path(state_dir: Path) -> Path:
     return state_dir / "summary.json"
 
-
-# The observability layer (HTTP probes and metrics, WebSocket feed, Telegram, tracing) registers its factory.
-from papertrader.observability.wiring import start_observability  # noqa: E402
-
-SERVICE_FACTORIES.append(start_observability)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import socket
 import sys
 import time
 from collections import deque
 from decimal import Decimal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from papertrader.events import BaseListener, CandleVerdict, Fill, PortfolioSnapshot, Prediction
@@ -34,7 +34,8 @@ from papertrader.feed import ipc
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
-    from papertrader.observability.wiring import Observability
+    from papertrader.config_groups import FeedSettings
+    from papertrader.engine.facts import WorkerView
 
 log = logging.getLogger("papertrader.feed")
 
@@ -85,14 +86,16 @@ def prediction_data(prediction: Prediction) -> dict[str, Any]:
 
 
 class WsFeed(BaseListener):
-    """Engine listener; owns the feed's listening socket and the fan-out process that serves its clients."""
+    """Engine listener; owns the feed's listening socket and the fan-out process that serves its clients.
 
-    def __init__(self, obs: Observability, host: str, port: int) -> None:
-        self.obs = obs
-        self.symbol = obs.runner.engine.symbol
-        self.host, self.port = host, port
+    ``health_report`` gives the health document a snapshot starts with (``HealthMonitor.report``)."""
+
+    def __init__(self, view: WorkerView, settings: FeedSettings, health_report: Callable[[], dict[str, Any]]) -> None:
+        self.view = view
+        self.health_report = health_report
+        self.symbol = settings.symbol
+        self.host, self.port = settings.http_host, settings.ws_port
         self.bound_port: int | None = None
-        settings = obs.runner.settings
         self.queue_size = settings.ws_client_queue_size
         self.flush_interval = settings.ws_flush_interval
         self.snapshot_ttl = settings.cache_ttl_seconds
@@ -128,6 +131,16 @@ class WsFeed(BaseListener):
 
     def client_count(self) -> int:
         return self.stat("clients")
+
+    def cache_lookups(self) -> int:
+        """New clients served a snapshot so far (the snapshot cache's lookups)."""
+        return self.stat("snapshot_hits") + self.stat("snapshot_misses")
+
+    def cache_hit_ratio(self) -> float | None:
+        """Share of new clients served an already built snapshot (FEATURE_CACHE_SIZE / CACHE_TTL_SECONDS), None
+        before the first client."""
+        total = self.cache_lookups()
+        return self.stat("snapshot_hits") / total if total else None
 
     def fanout_status(self) -> dict[str, Any]:
         """The fan-out process's liveness for ``/health``: alive while it runs and its heartbeat (a stats frame at
@@ -293,9 +306,10 @@ class WsFeed(BaseListener):
 
     def snapshot_data(self) -> dict[str, Any]:
         """A full snapshot's ``data``: health report, last candle, recent trades, portfolio, features, summary."""
-        candle = self.obs.runner.engine.last_candle
+        health = self.health_report()
+        candle = self.view.facts().last_candle
         return {
-            "health": self.obs.health.report(),
+            "health": health,
             "candle": candle_data(candle) if candle is not None else None,
             "recent_trades": [fill_data(fill) for fill in self.recent_trades],
             **self._engine_state(),
@@ -304,12 +318,10 @@ class WsFeed(BaseListener):
     def _engine_state(self) -> dict[str, Any]:
         """What the messages do not carry exactly: the portfolio valued at the last candle, the features and the
         engine summary (sent with every flush that has engine events)."""
-        engine = self.obs.runner.engine
-        candle = engine.last_candle
-        snapshot = engine.portfolio.snapshot(candle.ts, candle.close) if candle is not None else None
+        snapshot = self.view.facts().snapshot
         return {"portfolio": portfolio_data(snapshot) if snapshot is not None else None,
-                "features": {name: value for name, value in engine.features.values.items() if math.isfinite(value)},
-                "summary": engine.summary()}
+                "features": self.view.feature_values(),
+                "summary": self.view.summary()}
 
     def _send_snapshot(self) -> None:
         """Flush what is pending first, so the snapshot is followed by exactly the events after it."""

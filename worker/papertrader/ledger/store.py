@@ -247,6 +247,19 @@ class LedgerStore:
             " FROM fills ORDER BY id"
         ).fetchall()
 
+    def fills_by_side(self) -> dict[str, int]:
+        """How many committed fills each side has (``{"buy": n, "sell": m}``; a side without fills is absent).
+        Reads only; counters seeded from it survive a restart."""
+        return {str(side): int(count) for side, count in
+                self.db.execute("SELECT side, COUNT(*) FROM fills GROUP BY side")}
+
+    def recent_fills(self, limit: int) -> list[tuple[Any, ...]]:
+        """The last ``limit`` committed fills, oldest first, as ``(ts, side, quantity, price, fee, realized_pnl,
+        reason)`` with the stored values (quantities and money as the ledger's decimal strings). Reads only."""
+        rows = self.db.execute("SELECT ts, side, quantity, price, fee, realized_pnl, reason FROM fills"
+                               " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return rows[::-1]
+
     def mark_rows(self) -> list[tuple[Any, ...]]:
         return self.db.execute(
             "SELECT ts, cash, position_value, equity, open_positions FROM marks ORDER BY id"

@@ -391,7 +391,7 @@ def trade_fold(cfg: TrainConfig, candles: Sequence[Candle], ds: Dataset, fold: F
                               "state_dir": str(state_dir), "candle_interval": cfg.interval,
                               "model_reload_check_candles": 0})
     strategy = MlStrategy(settings)
-    strategy.bind_breaker(build_breakers(settings).breakers["prediction"])
+    strategy.bind_breaker(build_breakers(settings.breakers).breakers["prediction"])
     store = LedgerStore(state_dir / "state.db")
     engine = Engine(settings, strategy, store)
     engine.restore()

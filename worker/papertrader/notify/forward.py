@@ -25,7 +25,7 @@ import aiohttp
 from papertrader.notify.outbox import PRIORITY_NAMES, Notification, Outbox, OutboxFront, stop_tasks
 
 if TYPE_CHECKING:
-    from papertrader.config import Settings
+    from papertrader.config_groups import NotifySettings
 
 log = logging.getLogger("papertrader.notify")
 
@@ -50,7 +50,7 @@ def parse_limits(raw: str | None) -> dict[str, int] | None:
 class FleetForwarder(OutboxFront):
     """The worker side of the fleet notifier: same interface as the worker's own Telegram ``Notifier``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: NotifySettings) -> None:
         self.url = str(settings.notifier_url).rstrip("/")
         self.enabled = True
         self.route: dict[str, Any] = {"trader": settings.notifier_trader, "symbol": settings.symbol}

@@ -18,14 +18,13 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from papertrader.events import BaseListener, Fill
 from papertrader.notify.outbox import ICONS, HourlyLimits, Notification, Outbox, OutboxFront, stop_tasks
 
 if TYPE_CHECKING:
-    from papertrader.config import Settings
-    from papertrader.observability.wiring import Observability
+    from papertrader.config_groups import NotifySettings
     from papertrader.resilience import CircuitBreaker
 
 log = logging.getLogger("papertrader.notify")
@@ -33,7 +32,14 @@ log = logging.getLogger("papertrader.notify")
 COMMANDS = ("status", "positions", "trades", "pnl", "health", "pause", "resume", "help")
 
 
-def read_token(settings: Settings) -> str | None:
+class CommandAnswers(Protocol):
+    """Answers a worker's chat commands (``status``, ``positions``, ``trades``, ``pnl``, ``health``, ``pause``,
+    ``resume``); ``text`` is the whole message (``/pause reason``)."""
+
+    def reply(self, command: str, text: str) -> str: ...
+
+
+def read_token(settings: NotifySettings) -> str | None:
     """TELEGRAM_BOT_TOKEN, else the content of TELEGRAM_BOT_TOKEN_FILE (a mounted Secret), else None."""
     value = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token is not None else None
     return token_from(value, settings.telegram_bot_token_file)
@@ -169,10 +175,10 @@ class Notifier(OutboxFront):
     """A worker's own Telegram notifier (``papertrader run`` with a token): the policy of :class:`Outbox`, sent
     through :class:`TelegramBot`; answers commands about this worker."""
 
-    def __init__(self, settings: Settings, token: str | None, breaker: CircuitBreaker | None = None,
-                 obs: Observability | None = None) -> None:
-        self.settings = settings
-        self.obs = obs
+    def __init__(self, settings: NotifySettings, token: str | None, breaker: CircuitBreaker | None = None,
+                 commands: CommandAnswers | None = None) -> None:
+        self.api_url = settings.telegram_api_url
+        self.commands = commands
         self.enabled = bool(token and settings.telegram_chat_id)
         self.chat_id = str(settings.telegram_chat_id or "")
         self.limits = {"error": settings.error_notifications_per_hour,
@@ -185,6 +191,10 @@ class Notifier(OutboxFront):
         self.breaker = breaker
         self.poll_commands = settings.telegram_poll_commands
         self._tasks: list[asyncio.Task[None]] = []
+
+    def answer_with(self, commands: CommandAnswers) -> None:
+        """Answer chat commands with ``commands`` (built after the notifier: a pause is announced through it)."""
+        self.commands = commands
 
     # --- what the transport and the outbox count ----------------------------------------------------------------
     @property
@@ -218,7 +228,7 @@ class Notifier(OutboxFront):
         if self.poll_commands:
             self._tasks.append(asyncio.create_task(self.transport.poll(self.handle_command),
                                                    name="telegram-commands"))
-        log.info("telegram notifications on (chat %s, API %s)", self.chat_id, self.settings.telegram_api_url)
+        log.info("telegram notifications on (chat %s, API %s)", self.chat_id, self.api_url)
 
     async def stop(self, drain_seconds: float = 2.0) -> None:
         if not self.enabled:
@@ -241,23 +251,14 @@ class Notifier(OutboxFront):
             self.sent["status"] += 1
 
     def command_reply(self, command: str, text: str = "") -> str:
-        obs = self.obs
-        if obs is None:
+        if self.commands is None:
             return "not available"
         if command == "help" or command not in COMMANDS:
             prefix = "" if command == "help" else f"unknown command /{command[:32]}\n"
             return prefix + ("/status - run status\n/positions - open positions\n/trades - last trades\n"
                              "/pnl - profit and loss\n/health - health breakdown\n/pause - stop new entries\n"
                              "/resume - allow new entries\n/help - this list")
-        if command == "pause":
-            reason = text.partition(" ")[2].strip() or "paused via Telegram"
-            obs.halt(reason[:200], source="telegram")
-            return f"{obs.symbol}: new entries halted ({reason[:200]}); open positions are still managed"
-        if command == "resume":
-            obs.resume(source="telegram")
-            halts = obs.runner.engine.risk.state.halts
-            return f"{obs.symbol}: entries resumed" + (f" (still halted: {', '.join(halts)})" if halts else "")
-        return obs.describe(command)
+        return self.commands.reply(command, text)
 
 
 def _seconds(exc: Any) -> float:
@@ -272,7 +273,7 @@ def _seconds(exc: Any) -> float:
 class NotifyListener(BaseListener):
     """Turns engine events into notifications (trades)."""
 
-    def __init__(self, notifier: Notifier, symbol: str) -> None:
+    def __init__(self, notifier: OutboxFront, symbol: str) -> None:
         self.notifier = notifier
         self.symbol = symbol
 

@@ -27,11 +27,14 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
 from papertrader.aio import cancel_and_wait
+from papertrader.ledger.returns import drawdown, return_pct
 
 if TYPE_CHECKING:
-    from papertrader.observability.wiring import Observability
+    from papertrader.config_groups import HealthSettings
+    from papertrader.engine.facts import WorkerFacts, WorkerView
 
 log = logging.getLogger("papertrader.health")
 
@@ -61,12 +64,22 @@ def level_for(score: float) -> str:
     return "critical"
 
 
-class HealthMonitor:
-    """Scores one worker's health and decides liveness and readiness."""
+class Fanout(Protocol):
+    """The WebSocket feed's fan-out process, as health sees it."""
 
-    def __init__(self, obs: Observability) -> None:
-        self.obs = obs
-        settings = obs.runner.settings
+    @property
+    def fanout_pid(self) -> int | None: ...
+
+    def fanout_status(self) -> dict[str, Any]: ...
+
+
+class HealthMonitor:
+    """Scores one worker's health and decides liveness and readiness, from the worker's facts."""
+
+    def __init__(self, view: WorkerView, settings: HealthSettings, fanout: Fanout | None = None) -> None:
+        self.view = view
+        self.fanout = fanout
+        self.state_dir = settings.state_dir
         interval_s = settings.interval_ms / 1000.0
         self.interval_s = interval_s
         self.stuck_after = settings.pipeline_stuck_seconds or AUTO_STUCK_SECONDS
@@ -74,11 +87,12 @@ class HealthMonitor:
         self.stall_after = settings.event_loop_stall_seconds
         self.probe_interval = settings.health_probe_interval
         self.report_interval = settings.health_check_interval
+        self.model_max_age = settings.model_max_age_seconds
         self.loop_lag = 0.0
         self.max_loop_lag = 0.0
         self.last_tick = time.monotonic()
         self.last_progress = time.monotonic()
-        self._last_items = obs.runner.engine.items
+        self._last_items: int | None = None  # the first look counts as progress
         self.memory_bytes = 0  # the worker and its WebSocket fan-out process (the pod's processes)
         self.fanout_memory_bytes = 0
         self.disk_free_ratio = 1.0
@@ -89,9 +103,13 @@ class HealthMonitor:
         self._stopping = threading.Event()
         self._process: Any = None
         self._fanout_process: Any = None
-        self._sample()
+        self._sample_resources()  # not the facts: nothing may ask a live source before it has started
 
     # --- lifecycle -----------------------------------------------------------------------------------------
+    def set_fanout(self, fanout: Fanout | None) -> None:
+        """Watch this fan-out process (None: the feed is off, e.g. its port could not be bound)."""
+        self.fanout = fanout
+
     async def start(self) -> None:
         self.last_tick = self.last_progress = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="health-monitor")
@@ -144,8 +162,7 @@ class HealthMonitor:
                 reported = False
 
     def _fanout_rss(self, psutil: Any) -> int:
-        feed = self.obs.feed
-        pid = feed.fanout_pid if feed is not None else None
+        pid = self.fanout.fanout_pid if self.fanout is not None else None
         if pid is None:
             return 0
         if self._fanout_process is None or self._fanout_process.pid != pid:
@@ -156,12 +173,11 @@ class HealthMonitor:
             return 0
 
     def _sample(self) -> None:
-        runner = self.obs.runner
-        items = runner.engine.items
-        now = time.monotonic()
-        if items != self._last_items:
-            self._last_items = items
-            self.last_progress = now
+        self._note_progress(self.view.facts().items)
+        self._sample_resources()
+
+    def _sample_resources(self) -> None:
+        """Memory (the worker and its fan-out process) and the state directory's free disk."""
         try:
             import psutil
 
@@ -172,95 +188,97 @@ class HealthMonitor:
         except Exception:  # noqa: BLE001 - psutil missing or restricted
             self.memory_bytes = 0
         try:
-            usage = shutil.disk_usage(runner.settings.state_dir)
+            usage = shutil.disk_usage(self.state_dir)
             self.disk_free_ratio = usage.free / usage.total if usage.total else 1.0
         except OSError:
             self.disk_free_ratio = 0.0
 
     # --- verdicts ------------------------------------------------------------------------------------------
-    def progress_age(self) -> float:
-        items = self.obs.runner.engine.items
-        if items != self._last_items:  # progress since the last tick
+    def _note_progress(self, items: int) -> None:
+        if items != self._last_items:  # progress since the last look
             self._last_items = items
             self.last_progress = time.monotonic()
+
+    def _facts(self, facts: WorkerFacts | None) -> WorkerFacts:
+        return facts if facts is not None else self.view.facts()
+
+    def progress_age(self, facts: WorkerFacts | None = None) -> float:
+        self._note_progress(self._facts(facts).items)
         return time.monotonic() - self.last_progress
 
-    def working_age(self) -> float:
+    def working_age(self, facts: WorkerFacts | None = None) -> float:
         """Seconds the pipeline has worked on what it has without consuming an item; 0 while it waits for data."""
-        runner = self.obs.runner
-        age = self.progress_age()
-        if runner.waiting_since is not None:
+        f = self._facts(facts)
+        age = self.progress_age(f)
+        if f.waiting_since is not None:
             return 0.0
-        return min(age, max(0.0, time.monotonic() - runner.last_wait_end))
+        return min(age, max(0.0, time.monotonic() - f.last_wait_end))
 
-    def stuck(self) -> bool:
+    def stuck(self, facts: WorkerFacts | None = None) -> bool:
         """No progress past the deadline while working. Not while storage fails: then trading is paused on purpose
         and retried (``/readyz`` says why); a restart would not help and could loop."""
-        runner = self.obs.runner
-        return not runner.finished and runner.storage_error is None and self.working_age() > self.stuck_after
+        f = self._facts(facts)
+        return not f.finished and f.storage_error is None and self.working_age(f) > self.stuck_after
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
+        f = self.view.facts()
         lag = time.monotonic() - self.last_tick - self.probe_interval
         stalled = max(self.loop_lag, lag) > self.stall_after
-        stuck = self.stuck()
+        stuck = self.stuck(f)
+        alive = not (stalled or stuck)
         detail = {
-            "alive": not (stalled or stuck),
+            "alive": alive,
             "pipeline_stuck": stuck,
-            "seconds_since_progress": round(self.progress_age(), 3),
-            "seconds_working_without_progress": round(self.working_age(), 3),
-            "waiting_for_market_data": self.obs.runner.waiting_since is not None,
+            "seconds_since_progress": round(self.progress_age(f), 3),
+            "seconds_working_without_progress": round(self.working_age(f), 3),
+            "waiting_for_market_data": f.waiting_since is not None,
             "pipeline_stuck_seconds": self.stuck_after,
             "event_loop_lag_seconds": round(max(self.loop_lag, lag, 0.0), 4),
-            "finished": self.obs.runner.finished,
+            "finished": f.finished,
         }
-        return detail["alive"], detail
+        return alive, detail
 
-    def data_age(self) -> float | None:
+    def data_age(self, facts: WorkerFacts | None = None) -> float | None:
         """Seconds since the last candle closed, on the exchange's clock when the source keeps one (so local clock
         skew does not make data look stale or fresh), else on the local clock; None before the first candle."""
-        status_age = self.obs.runner.source.status().get("data_age_ms")
-        if status_age is not None:
-            return status_age / 1000.0
-        candle = self.obs.runner.engine.last_candle
-        if candle is None:
+        f = self._facts(facts)
+        if f.data_age_ms is not None:
+            return f.data_age_ms / 1000.0
+        if f.last_candle is None:
             return None
-        return time.time() - (candle.ts + self.obs.runner.settings.interval_ms) / 1000.0
+        return time.time() - (f.last_candle.ts + f.interval_ms) / 1000.0
 
-    def not_ready_reasons(self) -> list[str]:
-        obs = self.obs
-        runner, engine = obs.runner, obs.runner.engine
+    def not_ready_reasons(self, facts: WorkerFacts | None = None) -> list[str]:
+        f = self._facts(facts)
         reasons: list[str] = []
-        if engine.accepted < engine.warmup:
-            reasons.append(f"warming up ({engine.accepted}/{engine.warmup} candles)")
-        if runner.source.live:
-            age = self.data_age()
+        if f.accepted < f.warmup:
+            reasons.append(f"warming up ({f.accepted}/{f.warmup} candles)")
+        if f.live:
+            age = self.data_age(f)
             if age is None:
                 reasons.append("no market data yet")
             elif age > self.stale_after:
                 reasons.append(f"stale data: last candle closed {age:.0f} s ago (limit {self.stale_after:.0f} s)")
-            if not obs.source_connected():
+            if not f.source_connected:
                 reasons.append("market data source disconnected")
-        elif self.stuck():
-            reasons.append(f"no candle for {self.progress_age():.0f} s")
-        model = obs.model_status()
-        if model.get("required") and not model.get("loaded"):
+        elif self.stuck(f):
+            reasons.append(f"no candle for {self.progress_age(f):.0f} s")
+        if f.model.required and not f.model.loaded:
             reasons.append("model not loaded")
-        breaker = runner.breakers.get("data_collection")
-        if breaker is not None and breaker.is_open:
+        if f.breaker_open("data_collection"):
             reasons.append("data_collection circuit breaker open")
-        if runner.storage_error is not None:
-            reasons.append(f"ledger commits failing: {runner.storage_error}")
+        if f.storage_error is not None:
+            reasons.append(f"ledger commits failing: {f.storage_error}")
         return reasons
 
     # --- score -------------------------------------------------------------------------------------------
-    def components(self) -> dict[str, dict[str, Any]]:
-        obs = self.obs
-        runner, engine = obs.runner, obs.runner.engine
+    def components(self, facts: WorkerFacts | None = None) -> dict[str, dict[str, Any]]:
+        f = self._facts(facts)
         out: dict[str, dict[str, Any]] = {}
 
         # data freshness
-        if runner.source.live:
-            age = self.data_age()
+        if f.live:
+            age = self.data_age(f)
             if age is None:
                 score, detail = 0.0, "no candle yet"
             else:
@@ -268,44 +286,43 @@ class HealthMonitor:
                 score = 100.0 if age <= grace else max(0.0, 100.0 * (1 - (age - grace) / max(self.stale_after, 1)))
                 detail = f"last candle closed {age:.0f} s ago"
         else:
-            age = self.progress_age()
-            score = 100.0 if runner.finished or age <= self.stuck_after / 2 else (
+            age = self.progress_age(f)
+            score = 100.0 if f.finished or age <= self.stuck_after / 2 else (
                 50.0 if age <= self.stuck_after else 0.0)
-            detail = "run finished" if runner.finished else f"last item {age:.1f} s ago"
+            detail = "run finished" if f.finished else f"last item {age:.1f} s ago"
         out["data_freshness"] = {"score": round(score, 1), "detail": detail}
 
-        quality, parts = engine.gate.score()
-        out["data_quality"] = {"score": quality, "detail": ", ".join(f"{k} {v:.0f}" for k, v in parts.items())}
+        out["data_quality"] = {"score": f.quality_score,
+                               "detail": ", ".join(f"{k} {v:.0f}" for k, v in f.quality_parts.items())}
 
-        model = obs.model_status()
-        if not model.get("required"):
+        model = f.model
+        if not model.required:
             out["model"] = {"score": 100.0, "detail": "strategy needs no model"}
-        elif not model.get("loaded"):
+        elif not model.loaded:
             out["model"] = {"score": 0.0, "detail": "model not loaded"}
         else:
-            age_s = model.get("age_seconds")
-            max_age = runner.settings.model_max_age_seconds
-            score = 100.0 if age_s is None or age_s <= max_age else 60.0
-            out["model"] = {"score": score, "detail": f"version {model.get('version')}"
+            age_s = model.age_seconds
+            score = 100.0 if age_s is None or age_s <= self.model_max_age else 60.0
+            out["model"] = {"score": score, "detail": f"version {model.version}"
                             + (f", {age_s / 86400:.1f} days old" if age_s is not None else "")}
 
-        states = {name: b.state.value for name, b in runner.breakers.breakers.items()}
+        states = {name: state.value for name, state in f.breakers.items()}
         opened = [n for n, st in states.items() if st == "OPEN"]
         half = [n for n, st in states.items() if st == "HALF_OPEN"]
         score = 0.0 if "data_collection" in opened else max(0.0, 100.0 - 40.0 * len(opened) - 15.0 * len(half))
         out["circuit_breakers"] = {"score": score, "detail": ", ".join(f"{n} {st}" for n, st in states.items())}
 
-        stuck = self.stuck()
-        age = self.progress_age()
+        stuck = self.stuck(f)
+        age = self.progress_age(f)
         out["pipeline"] = {"score": 0.0 if stuck else 100.0,
-                           "detail": "finished" if runner.finished else f"last item {age:.1f} s ago"
+                           "detail": "finished" if f.finished else f"last item {age:.1f} s ago"
                            + (" (stuck)" if stuck else "")}
 
         free = self.disk_free_ratio
         score = 100.0 if free >= 0.10 else (50.0 if free >= 0.05 else 0.0)
         detail = f"disk {free * 100:.1f} % free"
-        if runner.storage_error is not None:
-            score, detail = 0.0, f"ledger commits failing: {runner.storage_error}; {detail}"
+        if f.storage_error is not None:
+            score, detail = 0.0, f"ledger commits failing: {f.storage_error}; {detail}"
         out["ledger"] = {"score": score, "detail": detail}
 
         lag = max(self.loop_lag, time.monotonic() - self.last_tick - self.probe_interval, 0.0)
@@ -321,32 +338,22 @@ class HealthMonitor:
 
     def report(self) -> dict[str, Any]:
         """The ``GET /health`` document (docs/worker-http.md)."""
-        obs = self.obs
-        runner, engine = obs.runner, obs.runner.engine
-        components = self.components()
+        f = self.view.facts()
+        components = self.components(f)
         score = round(sum(WEIGHTS[name] * c["score"] / 100.0 for name, c in components.items()), 1)
         for name, c in components.items():
             c["weight"] = WEIGHTS[name]
-        reasons = self.not_ready_reasons()
-        portfolio, risk = engine.portfolio, engine.risk
-        candle = engine.last_candle
-        snapshot = portfolio.snapshot(candle.ts, candle.close) if candle is not None else None
-        equity = snapshot.equity if snapshot is not None else portfolio.cash
-        position_value = snapshot.position_value if snapshot is not None else portfolio.cash - portfolio.cash
-        initial = portfolio.initial_capital
-        equity_f = float(equity)
-        halts = risk.state.halts
-        model = obs.model_status()
-        if runner.finished:
+        reasons = self.not_ready_reasons(f)
+        if f.finished:
             status = "finished"
-        elif self.stuck():
+        elif self.stuck(f):
             status = "stuck"
-        elif candle is None:
+        elif f.last_candle is None:
             status = "starting"
         else:
             status = "running"
         return {
-            "symbol": engine.symbol,
+            "symbol": f.symbol,
             "score": score,
             "level": level_for(score),
             "ready": not reasons,
@@ -354,23 +361,23 @@ class HealthMonitor:
             "status": status,
             "components": components,
             "portfolio": {
-                "initial_capital": str(initial),
-                "cash": str(portfolio.cash),
-                "position_value": str(position_value),
-                "equity": str(equity),
-                "return_pct": round(float((equity - initial) / initial * 100), 4) if initial else 0.0,
-                "drawdown_pct": round(risk.current_drawdown(equity_f) * 100, 4),
-                "max_drawdown_pct": round(risk.state.max_drawdown_pct * 100, 4),
-                "open_positions": len(portfolio.lots),
-                "trades": portfolio.fills,
+                "initial_capital": str(f.initial_capital),
+                "cash": str(f.cash),
+                "position_value": str(f.position_value),
+                "equity": str(f.equity),
+                "return_pct": round(return_pct(f.equity, f.initial_capital), 4),
+                "drawdown_pct": round(drawdown(f.peak_equity, float(f.equity)) * 100, 4),
+                "max_drawdown_pct": round(f.max_drawdown * 100, 4),
+                "open_positions": len(f.lots),
+                "trades": f.trades,
             },
-            "candles_processed": engine.accepted,
-            "last_candle_ms": candle.ts if candle is not None else None,
-            "model_version": model.get("version"),
-            "model_age_seconds": model.get("age_seconds"),
-            "entries_halted": bool(halts),
-            "halt_reason": "; ".join(f"{kind}: {reason}" for kind, reason in sorted(halts.items())) or None,
-            "halts": dict(halts),
-            "circuit_breakers": {name: b.state.value for name, b in runner.breakers.breakers.items()},
-            "websocket_fanout": obs.feed.fanout_status() if obs.feed is not None else None,
+            "candles_processed": f.accepted,
+            "last_candle_ms": f.last_candle.ts if f.last_candle is not None else None,
+            "model_version": f.model.version,
+            "model_age_seconds": f.model.age_seconds,
+            "entries_halted": bool(f.halts),
+            "halt_reason": f.halt_reason,
+            "halts": dict(f.halts),
+            "circuit_breakers": {name: state.value for name, state in f.breakers.items()},
+            "websocket_fanout": self.fanout.fanout_status() if self.fanout is not None else None,
         }

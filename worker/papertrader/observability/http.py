@@ -20,7 +20,6 @@ import json
 import logging
 import socket
 from http import HTTPStatus
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import generate_latest
@@ -30,7 +29,11 @@ from papertrader.aio import cancel_and_wait
 from papertrader.observability.control_auth import ControlCredential
 
 if TYPE_CHECKING:
-    from papertrader.observability.wiring import Observability
+    from prometheus_client import CollectorRegistry
+
+    from papertrader.config_groups import HttpSettings
+    from papertrader.observability.commands import AnnouncedControl, RecentFills
+    from papertrader.observability.health import HealthMonitor
 
 log = logging.getLogger("papertrader.http")
 CONTROL_PREFIX = "/control/"  # every path under it needs the control credential when one is configured
@@ -93,11 +96,16 @@ class Response:
 class HttpServer:
     """``GET /healthz /readyz /health /metrics /report /trades``, ``POST /control/halt /control/resume``."""
 
-    def __init__(self, obs: Observability, host: str, port: int, state_dir: Path | None = None, *,
-                 credential: ControlCredential | None = None) -> None:
-        self.obs = obs
-        self.host, self.port = host, port
-        self.state_dir = state_dir
+    def __init__(self, settings: HttpSettings, *, symbol: str, health: HealthMonitor, control: AnnouncedControl,
+                 recent: RecentFills, registry: CollectorRegistry, credential: ControlCredential | None = None
+                 ) -> None:
+        self.symbol = symbol
+        self.health = health
+        self.control = control
+        self.recent = recent
+        self.registry = registry
+        self.host, self.port = settings.http_host, settings.http_port
+        self.state_dir = settings.state_dir
         self.credential = credential or ControlCredential()
         self._refused_control = 0
         self._report_lock = asyncio.Lock()  # one report at a time: it runs in a thread next to the engine
@@ -309,26 +317,26 @@ class HttpServer:
 
     # --- probes --------------------------------------------------------------------------------------------
     async def _healthz(self, _: bytes) -> Response:
-        alive, detail = self.obs.health.liveness()
+        alive, detail = self.health.liveness()
         return Response.json(detail, status=200 if alive else 503)
 
     async def _readyz(self, _: bytes) -> Response:
-        reasons = self.obs.health.not_ready_reasons()
+        reasons = self.health.not_ready_reasons()
         if reasons:
             return Response.json({"ready": False, "reason": "; ".join(reasons), "reasons": reasons}, status=503)
         return Response.json({"ready": True})
 
     async def _health(self, _: bytes) -> Response:
-        return Response.json(self.obs.health.report())
+        return Response.json(self.health.report())
 
     async def _trades(self, _: bytes) -> Response:
         """The last fills (at most 10, oldest first), for the fleet notifier's /trades."""
         keys = ("ts", "side", "quantity", "price", "fee", "realized_pnl", "reason")
-        return Response.json({"symbol": self.obs.symbol,
-                              "trades": [dict(zip(keys, row, strict=True)) for row in self.obs.recent.fills]})
+        return Response.json({"symbol": self.symbol,
+                              "trades": [dict(zip(keys, row, strict=True)) for row in self.recent.fills]})
 
     async def _metrics(self, _: bytes) -> Response:
-        return Response(200, generate_latest(self.obs.registry), CONTENT_TYPE_LATEST)
+        return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
     async def _report(self, _: bytes) -> Response:
         """The same page as ``papertrader report STATE_DIR``, from a consistent snapshot of the live ledger."""
@@ -356,12 +364,12 @@ class HttpServer:
     async def _halt(self, raw: bytes) -> Response:
         data = self._body(raw)
         reason = str(data.get("reason") or "halted via /control/halt")[:500]
-        self.obs.halt(reason, source="http", kind=self._scope(data))
-        return Response.json(self._control_state())
+        self.control.halt(reason, source="http", kind=self._scope(data))
+        return Response.json(self.control.state())
 
     async def _resume(self, raw: bytes) -> Response:
-        self.obs.resume(source="http", kind=self._scope(self._body(raw)))
-        return Response.json(self._control_state())
+        self.control.resume(source="http", kind=self._scope(self._body(raw)))
+        return Response.json(self.control.state())
 
     @staticmethod
     def _scope(data: dict[str, Any]) -> str:
@@ -371,7 +379,3 @@ class HttpServer:
             raise HttpError(400, f"scope must be one of {', '.join(CONTROL_SCOPES)}")
         return str(scope)
 
-    def _control_state(self) -> dict[str, Any]:
-        halts = self.obs.runner.engine.risk.state.halts
-        return {"entries_halted": bool(halts), "halts": dict(halts),
-                "halt_reason": "; ".join(f"{k}: {v}" for k, v in sorted(halts.items())) or None}

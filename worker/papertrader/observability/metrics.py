@@ -17,17 +17,19 @@ import math
 import operator
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from papertrader.events import BaseListener, Fill, Prediction
+from papertrader.ledger.returns import drawdown, return_pct
 
 if TYPE_CHECKING:
+    from papertrader.engine.facts import WorkerView
     from papertrader.market.candle import Candle
-    from papertrader.observability.wiring import Observability
+    from papertrader.observability.health import HealthMonitor
 
 #: family name -> (type, help, labels). Counters are named with their ``_total`` suffix here.
 METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -239,41 +241,69 @@ def _histogram(name: str, labels: Iterable[str], label_values: list[str], hist: 
     return family
 
 
-class WorkerCollector(Collector):
-    """Reads one worker's state when Prometheus scrapes."""
+class FeedStats(Protocol):
+    """The WebSocket feed's counters, as metrics read them."""
 
-    def __init__(self, obs: Observability) -> None:
-        self.obs = obs
+    def client_count(self) -> int: ...
+
+    def stat(self, name: str) -> int: ...
+
+    def cache_hit_ratio(self) -> float | None: ...
+
+    def cache_lookups(self) -> int: ...
+
+
+class NotifierStats(Protocol):
+    """The notifier's counters, as metrics read them."""
+
+    @property
+    def sent(self) -> dict[str, int]: ...
+
+    @property
+    def dropped(self) -> dict[str, int]: ...
+
+    def queue_size(self) -> int: ...
+
+
+class WorkerCollector(Collector):
+    """Reads one worker's state when Prometheus scrapes: the worker's facts, the listener's counters, health and
+    the services' own counters."""
+
+    def __init__(self, view: WorkerView, listener: MetricsListener, health: HealthMonitor,
+                 feed: FeedStats | None = None, notifier: NotifierStats | None = None) -> None:
+        self.view = view
+        self.listener = listener
+        self.health = health
+        self.feed = feed
+        self.notifier = notifier
 
     def describe(self) -> Iterable[Metric]:
         return []
 
     def collect(self) -> Iterator[Metric]:  # noqa: C901 - one flat list of metrics
-        obs = self.obs
-        runner, engine, listener = obs.runner, obs.runner.engine, obs.metrics
-        symbol = engine.symbol
+        listener = self.listener
+        f = self.view.facts()
+        symbol = f.symbol
         s = [symbol]
-        portfolio, risk = engine.portfolio, engine.risk.state
-        candle = engine.last_candle
+        candle = f.last_candle
 
         family = _counter("papertrader_candles_processed_total", ["symbol"])
-        family.add_metric(s, engine.accepted)
+        family.add_metric(s, f.accepted)
         yield family
         family = _counter("papertrader_trades_total", ["symbol", "side"])
         for side in ("buy", "sell"):
             family.add_metric([symbol, side], listener.trades.get(side, 0))
         yield family
 
-        initial = float(portfolio.initial_capital)
-        equity = portfolio.equity_f(candle.close) if candle is not None else portfolio.cash_f
+        equity = f.equity_f
         for name, value in (
             ("papertrader_equity", equity),
-            ("papertrader_open_positions", len(portfolio.lots)),
-            ("papertrader_return_pct", (equity - initial) / initial * 100.0 if initial else 0.0),
-            ("papertrader_drawdown_pct", engine.risk.current_drawdown(equity) * 100.0),
-            ("papertrader_max_drawdown_pct", risk.max_drawdown_pct * 100.0),
-            ("papertrader_data_quality_score", engine.gate.score()[0]),
-            ("papertrader_entries_halted", 1.0 if risk.halts else 0.0),
+            ("papertrader_open_positions", len(f.lots)),
+            ("papertrader_return_pct", return_pct(equity, float(f.initial_capital))),
+            ("papertrader_drawdown_pct", drawdown(f.peak_equity, equity) * 100.0),
+            ("papertrader_max_drawdown_pct", f.max_drawdown * 100.0),
+            ("papertrader_data_quality_score", f.quality_score),
+            ("papertrader_entries_halted", 1.0 if f.halts else 0.0),
         ):
             family = _gauge(name, ["symbol"])
             family.add_metric(s, value)
@@ -288,16 +318,15 @@ class WorkerCollector(Collector):
         yield _histogram("papertrader_tick_duration_seconds", ["symbol"], s, listener.tick)
         yield _histogram("papertrader_prediction_duration_seconds", ["symbol"], s, listener.prediction)
 
-        counters = engine.gate.counters
         family = _counter("papertrader_rejected_candles_total", ["symbol", "reason"])
-        for reason, count in sorted(counters.reasons.items()):
+        for reason, count in sorted(f.rejected_by_reason.items()):
             family.add_metric([symbol, reason], count)
         yield family
         family = _counter("papertrader_gaps_total", ["symbol"])
-        family.add_metric(s, counters.gaps)
+        family.add_metric(s, f.gaps)
         yield family
 
-        report = obs.health.report()
+        report = self.health.report()
         family = _gauge("papertrader_health_score", ["symbol"])
         family.add_metric(s, report["score"])
         yield family
@@ -305,34 +334,35 @@ class WorkerCollector(Collector):
         family.add_metric(s, 1.0 if report["ready"] else 0.0)
         yield family
         family = _gauge("papertrader_event_loop_lag_seconds")
-        family.add_metric([], obs.health.loop_lag)
+        family.add_metric([], self.health.loop_lag)
         yield family
 
         family = _gauge("papertrader_circuit_breaker_open", ["breaker"])
-        for name, breaker in runner.breakers.breakers.items():
-            family.add_metric([name], 1.0 if breaker.is_open else 0.0)
+        for name in f.breakers:
+            family.add_metric([name], 1.0 if f.breaker_open(name) else 0.0)
         yield family
 
-        model = obs.model_status()
-        if model.get("version") is not None:
+        model = f.model
+        if model.version is not None:
             family = _gauge("papertrader_model_info", ["symbol", "version"])
-            family.add_metric([symbol, str(model["version"])], 1.0)
+            family.add_metric([symbol, str(model.version)], 1.0)
             yield family
-        if model.get("age_seconds") is not None:
+        if model.age_seconds is not None:
             family = _gauge("papertrader_model_age_seconds", ["symbol"])
-            family.add_metric(s, float(model["age_seconds"]))
+            family.add_metric(s, float(model.age_seconds))
             yield family
-        ratio = obs.cache_hit_ratio()
+        feed = self.feed
+        ratio = feed.cache_hit_ratio() if feed is not None else None
         if ratio is not None:
             family = _gauge("papertrader_feature_cache_hit_ratio", ["symbol"])
             family.add_metric(s, ratio)
             yield family
 
         family = _gauge("papertrader_source_connected", ["symbol"])
-        family.add_metric(s, 1.0 if obs.source_connected() else 0.0)
+        family.add_metric(s, 1.0 if f.source_connected else 0.0)
         yield family
 
-        notifier = obs.notifier
+        notifier = self.notifier
         sent = _counter("papertrader_notifications_sent_total", ["category"])
         dropped = _counter("papertrader_notifications_dropped_total", ["category"])
         for category in ("trade", "error", "status", "system"):
@@ -344,7 +374,6 @@ class WorkerCollector(Collector):
         family.add_metric([], notifier.queue_size() if notifier else 0)
         yield family
 
-        feed = obs.feed
         family = _gauge("papertrader_ws_clients")
         family.add_metric([], feed.client_count() if feed else 0)
         yield family
@@ -360,14 +389,14 @@ class WorkerCollector(Collector):
         yield family
 
         family = _counter("papertrader_errors_total", ["kind"])
-        for kind, count in sorted(obs.errors.by_kind.items()):
+        for kind, count in sorted(listener.errors.by_kind.items()):
             family.add_metric([kind], count)
         yield family
 
 
-def build_registry(obs: Observability) -> CollectorRegistry:
+def build_registry(collector: WorkerCollector) -> CollectorRegistry:
     """A registry with the worker's collector and the standard process metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WorkerCollector(obs))
+    registry.register(collector)
     ProcessCollector(registry=registry)
     return registry

@@ -19,16 +19,19 @@ import logging
 import operator
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
 from papertrader.aio import cancel_and_wait
+from papertrader.ledger.returns import drawdown
 from papertrader.logs import PERFORMANCE_LOGGER
-from papertrader.observability.metrics import exchange_request_stats
+from papertrader.observability.metrics import FeedStats, MetricsListener, exchange_request_stats
 
 if TYPE_CHECKING:
-    from papertrader.observability.wiring import Observability
+    from papertrader.config_groups import PerformanceSettings
+    from papertrader.engine.facts import WorkerView
+    from papertrader.observability.health import HealthMonitor
 
 log = logging.getLogger("papertrader.observability")
 perf_log = logging.getLogger(PERFORMANCE_LOGGER)
@@ -78,13 +81,27 @@ def parse_rules(text: str | None) -> list[AlertRule]:
     return rules
 
 
+class AlertSink(Protocol):
+    """Where performance alerts go (the notifier)."""
+
+    def send_performance_alert(self, alert_type: str, metric_name: str, current_value: float, threshold: float,
+                               recommendation: str) -> bool: ...
+
+
 class PerformanceMonitor:
     """Writes the periodic report and evaluates alert rules."""
 
-    def __init__(self, obs: Observability, rules: list[AlertRule] | None = None) -> None:
-        self.obs = obs
-        self.interval = obs.runner.settings.performance_report_interval
-        self.rules = rules if rules is not None else parse_rules(obs.runner.settings.performance_alert_rules)
+    def __init__(self, view: WorkerView, settings: PerformanceSettings, listener: MetricsListener,
+                 health: HealthMonitor, feed: FeedStats | None = None, alerts: AlertSink | None = None,
+                 rules: list[AlertRule] | None = None) -> None:
+        self.view = view
+        self.listener = listener
+        self.health = health
+        self.feed = feed
+        self.alerts = alerts
+        self.interval = settings.performance_report_interval
+        self.rules = rules if rules is not None else parse_rules(settings.performance_alert_rules)
+        self.symbol = settings.symbol
         self._last: dict[str, Any] = self._counters()
         self._alerted: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -92,52 +109,48 @@ class PerformanceMonitor:
         self.alerts_sent = 0
 
     def _counters(self) -> dict[str, Any]:
-        obs = self.obs
         requests = exchange_request_stats()
         return {
             "time": time.monotonic(),
-            "candles": obs.runner.engine.accepted,
-            "predictions": obs.metrics.predictions,
-            "errors": obs.errors.total,
+            "candles": self.view.summary()["candles"],  # not facts(): a live source may not have started yet
+            "predictions": self.listener.predictions,
+            "errors": self.listener.errors.total,
             "api_count": sum(c for c, _ in requests.values()),
             "api_seconds": sum(s for _, s in requests.values()),
         }
 
     def sample(self) -> dict[str, float]:
         """The report's metrics since the previous sample."""
-        obs = self.obs
         now = self._counters()
         last, self._last = self._last, now
         minutes = max(1e-9, (now["time"] - last["time"]) / 60.0)
         candles = now["candles"] - last["candles"]
         errors = now["errors"] - last["errors"]
         api_count = now["api_count"] - last["api_count"]
-        engine = obs.runner.engine
-        portfolio = engine.portfolio
-        candle = engine.last_candle
-        equity = portfolio.equity_f(candle.close) if candle is not None else portfolio.cash_f
+        f = self.view.facts()
         values: dict[str, float] = {
             "candles_per_minute": candles / minutes,
             "predictions_per_minute": (now["predictions"] - last["predictions"]) / minutes,
             "api_response_time_s": (now["api_seconds"] - last["api_seconds"]) / api_count if api_count else 0.0,
             "errors_per_minute": errors / minutes,
             "error_rate_pct": 100.0 * errors / candles if candles else (100.0 if errors else 0.0),
-            "memory_mb": obs.health.memory_bytes / 1e6,
-            "tick_p99_s": obs.metrics.tick.quantile(0.99),
-            "health_score": obs.health.report()["score"],
-            "data_quality_score": engine.gate.score()[0],
-            "drawdown_pct": engine.risk.current_drawdown(equity) * 100.0,
-            "win_rate_pct": 100.0 * portfolio.winning_lots / portfolio.closed_lots if portfolio.closed_lots else 0.0,
+            "memory_mb": self.health.memory_bytes / 1e6,
+            "tick_p99_s": self.listener.tick.quantile(0.99),
+            "health_score": self.health.report()["score"],
+            "data_quality_score": f.quality_score,
+            "drawdown_pct": drawdown(f.peak_equity, f.equity_f) * 100.0,
+            "win_rate_pct": 100.0 * f.winning_lots / f.closed_lots if f.closed_lots else 0.0,
         }
-        ratio = obs.cache_hit_ratio()
-        if ratio is not None and obs.cache_lookups() >= MIN_CACHE_LOOKUPS:
+        feed = self.feed
+        ratio = feed.cache_hit_ratio() if feed is not None else None
+        if ratio is not None and feed is not None and feed.cache_lookups() >= MIN_CACHE_LOOKUPS:
             values["cache_hit_ratio"] = ratio
         return values
 
     def report(self) -> dict[str, float]:
         values = self.sample()
         self.reports += 1
-        perf_log.info("Performance report %s: %s", self.obs.symbol,
+        perf_log.info("Performance report %s: %s", self.symbol,
                       ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
         self.evaluate(values)
         return values
@@ -159,13 +172,14 @@ class PerformanceMonitor:
             fired.append(rule)
             perf_log.warning("Performance alert %s: %s=%.4g %s %.4g - %s", rule.alert_type, rule.metric, value,
                              rule.op, rule.threshold, rule.recommendation)
-            if self.obs.notifier is not None:
-                if self.obs.notifier.send_performance_alert(rule.alert_type, rule.metric, value, rule.threshold,
+            if self.alerts is not None:
+                if self.alerts.send_performance_alert(rule.alert_type, rule.metric, value, rule.threshold,
                                                             rule.recommendation):
                     self.alerts_sent += 1
         return fired
 
     async def start(self) -> None:
+        self._last = self._counters()  # the first period starts now (after a restart's checkpoint is restored)
         self._task = asyncio.create_task(self._run(), name="performance-report")
 
     async def stop(self) -> None:

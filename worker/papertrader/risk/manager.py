@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from papertrader.ledger.portfolio import Lot
+from papertrader.ledger.returns import drawdown as drawdown_from
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
@@ -73,7 +74,7 @@ class RiskManager:
         peak = state.peak_equity
         if equity > peak:
             state.peak_equity = peak = equity
-        drawdown = (peak - equity) / peak if peak else 0.0
+        drawdown = drawdown_from(peak, equity)
         if drawdown > state.max_drawdown_pct:
             state.max_drawdown_pct = drawdown
         limits = self.limits
@@ -91,8 +92,7 @@ class RiskManager:
         return started
 
     def current_drawdown(self, equity: float) -> float:
-        peak = self.state.peak_equity
-        return (peak - equity) / peak if peak else 0.0
+        return drawdown_from(self.state.peak_equity, equity)
 
     def halt(self, kind: str, reason: str) -> None:
         """Stop new entries: ``manual`` (operator, Telegram /pause, HTTP control) or a system kind such as

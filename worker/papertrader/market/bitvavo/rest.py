@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -49,11 +50,21 @@ class RateLimitedError(RestError):
         self.wait_s = wait_s
 
 
-class BitvavoRest:
-    """Public market-data endpoints of one Bitvavo REST base URL."""
+def endpoint_label(path: str) -> str:
+    """``candles/BTC-EUR?x`` -> ``GET /candles``: the request-duration metric's ``endpoint`` label."""
+    return "GET /" + str(path).lstrip("/").split("/")[0].split("?")[0]
 
-    def __init__(self, base_url: str, clock: ExchangeClock, limiter: RateLimiter, timeout_s: float = 10.0) -> None:
+
+class BitvavoRest:
+    """Public market-data endpoints of one Bitvavo REST base URL.
+
+    ``on_request(endpoint, seconds)``, when given, is called after every :meth:`get` (answered or failed) with
+    :func:`endpoint_label` and the time it took, rate-limit wait included."""
+
+    def __init__(self, base_url: str, clock: ExchangeClock, limiter: RateLimiter, timeout_s: float = 10.0,
+                 on_request: Callable[[str, float], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.on_request = on_request
         self.clock = clock
         self.limiter = limiter
         self._http = LazySession(timeout_s)
@@ -66,6 +77,15 @@ class BitvavoRest:
 
     async def get(self, path: str, params: dict[str, Any] | None = None, weight: int = 1) -> Any:
         """GET ``path`` and return the decoded JSON body; raises RestError / RateLimitedError."""
+        if self.on_request is None:
+            return await self._get(path, params, weight)
+        started = time.perf_counter()
+        try:
+            return await self._get(path, params, weight)
+        finally:
+            self.on_request(endpoint_label(path), time.perf_counter() - started)
+
+    async def _get(self, path: str, params: dict[str, Any] | None, weight: int) -> Any:
         await self.limiter.acquire(weight)
         url = f"{self.base_url}/{path.lstrip('/')}"
         try:

@@ -10,10 +10,13 @@ judges every item, including rows the source could not parse (:class:`BadRow`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import BadRow
+
+if TYPE_CHECKING:
+    from papertrader.broker.market_rules import MarketRules
 
 SourceItem = Candle | BadRow
 
@@ -47,6 +50,11 @@ class CandleSource(ABC):
     def status(self) -> dict[str, Any]:
         """Source state for health and metrics (connection, lag, ...)."""
         return {"source": type(self).__name__, "live": self.live}
+
+    def market_rules(self) -> MarketRules | None:
+        """The exchange's precision and minimums for the paper broker, once :meth:`start` has returned; None (the
+        default) when the source knows none (replays read a recording's sidecar file instead)."""
+        return None
 
     async def close(self) -> None:
         """Release files, sockets and tasks."""

@@ -80,7 +80,8 @@ class BitvavoSource(CandleSource):
 
     live = True
 
-    def __init__(self, settings: Settings, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, settings: Settings, breaker: CircuitBreaker | None = None,
+                 on_request: Callable[[str, float], None] | None = None) -> None:
         self.settings = settings
         self.symbol = settings.symbol
         self.interval = settings.candle_interval
@@ -91,7 +92,8 @@ class BitvavoSource(CandleSource):
                                                  settings.enable_circuit_breakers)
         self.clock = ExchangeClock()
         self.limiter = RateLimiter(self.clock, settings.rate_limit_margin, settings.rate_limit_default_wait_seconds)
-        self.rest = BitvavoRest(settings.bitvavo_rest_url, self.clock, self.limiter, settings.api_timeout_seconds)
+        self.rest = BitvavoRest(settings.bitvavo_rest_url, self.clock, self.limiter, settings.api_timeout_seconds,
+                                on_request)
         self.grace_ms = int(settings.candle_close_grace_seconds * 1000)
         self._rng = random.Random(settings.seed)
         self._ready: deque[Candle] = deque()
