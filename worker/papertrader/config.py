@@ -19,13 +19,16 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from papertrader.errors import PapertraderError
 from papertrader.market.candle import INTERVAL_MS
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+$")
 
 
-class ConfigError(ValueError):
+class ConfigError(PapertraderError, ValueError):
     """A configuration problem, phrased as one line for the user."""
+
+    exit_code = 2
 
 
 class _YamlSource(PydanticBaseSettingsSource):

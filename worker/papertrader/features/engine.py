@@ -6,11 +6,12 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from papertrader.errors import PapertraderError
 from papertrader.features import indicators as ind
 from papertrader.market.candle import Candle
 
 
-class UnknownFeatureError(ValueError):
+class UnknownFeatureError(PapertraderError, ValueError):
     """A feature name that the engine cannot compute."""
 
 

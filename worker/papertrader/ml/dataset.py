@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from papertrader.errors import PapertraderError
 from papertrader.features import FeatureEngine
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import CandleFileError, CandleFileReader
 from papertrader.quality import DUPLICATE, DataQualityGate, describe_rejections
 
 
-class DatasetError(ValueError):
+class DatasetError(PapertraderError, ValueError):
     """The data cannot be used for training (message says why and what is needed)."""
 
 

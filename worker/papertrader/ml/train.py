@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from papertrader.errors import PapertraderError
 from papertrader.features.engine import DEFAULT_FEATURES
 from papertrader.market.candle import Candle
 from papertrader.ml import artifact
@@ -86,7 +87,7 @@ class Fold:
     test: tuple[int, int]
 
 
-class TrainingError(ValueError):
+class TrainingError(PapertraderError, ValueError):
     """Training cannot run with this data/configuration (one clear line)."""
 
 

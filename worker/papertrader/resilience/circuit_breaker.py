@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from papertrader.errors import PapertraderError
+
 log = logging.getLogger("papertrader.resilience")
 
 
@@ -22,7 +24,7 @@ class BreakerState(enum.Enum):
     HALF_OPEN = "HALF_OPEN"
 
 
-class BreakerOpenError(RuntimeError):
+class BreakerOpenError(PapertraderError, RuntimeError):
     """Raised by :meth:`CircuitBreaker.check` while the breaker refuses calls."""
 
 

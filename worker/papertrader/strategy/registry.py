@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from papertrader.errors import PapertraderError
+
 if TYPE_CHECKING:
     from papertrader.config import Settings
     from papertrader.strategy.base import Strategy
@@ -16,8 +18,10 @@ BUILTIN: dict[str, str] = {
 }
 
 
-class UnknownStrategyError(ValueError):
+class UnknownStrategyError(PapertraderError, ValueError):
     """No strategy of that name."""
+
+    exit_code = 2
 
 
 def strategy_names() -> list[str]:

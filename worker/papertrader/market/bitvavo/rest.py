@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from papertrader.errors import PapertraderError
 from papertrader.market.bitvavo.clock import ExchangeClock
 from papertrader.market.bitvavo.parse import (
     MarketInfo,
@@ -32,7 +33,7 @@ log = logging.getLogger("papertrader.market.bitvavo")
 MAX_CANDLES_PER_REQUEST = 1440
 
 
-class RestError(RuntimeError):
+class RestError(PapertraderError, RuntimeError):
     """A failed REST request (network, timeout, HTTP error, error payload, unparseable body)."""
 
     def __init__(self, message: str, status: int | None = None, code: int | None = None) -> None:

@@ -6,8 +6,10 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
+from papertrader.errors import PapertraderError
 
-class GatewayConfigError(ValueError):
+
+class GatewayConfigError(PapertraderError, ValueError):
     """A bad setting (one line naming it)."""
 
 

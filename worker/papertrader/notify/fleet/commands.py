@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from papertrader.errors import PapertraderError
 from papertrader_operator.risk import portfolio
 
 from papertrader.notify.fleet.directory import Directory, Trader, Worker
@@ -22,7 +23,7 @@ COMMANDS = ("status", "positions", "trades", "pnl", "health", "pause", "resume",
 MAX_TRADES = 10
 
 
-class UnknownName(Exception):
+class UnknownName(PapertraderError):
     """A trader or symbol the fleet does not have (the message is the reply)."""
 
 
