@@ -27,15 +27,30 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
 from papertrader.aio import cancel_and_wait
+from papertrader.resilience import BreakerState
 
 if TYPE_CHECKING:
     from papertrader.observability.wiring import Observability
 
 log = logging.getLogger("papertrader.health")
 
-LEVELS: tuple[tuple[float, str], ...] = ((90.0, "excellent"), (75.0, "good"), (60.0, "fair"), (40.0, "poor"))
+class HealthLevel(StrEnum):
+    """The seed's health levels, best first (the plain value is what /health, the feed and Telegram show)."""
+
+    EXCELLENT = "excellent"
+    GOOD = "good"
+    FAIR = "fair"
+    POOR = "poor"
+    CRITICAL = "critical"
+
+
+#: the lowest score of each level but the last
+LEVELS: tuple[tuple[float, HealthLevel], ...] = (
+    (90.0, HealthLevel.EXCELLENT), (75.0, HealthLevel.GOOD), (60.0, HealthLevel.FAIR), (40.0, HealthLevel.POOR))
 
 #: component -> weight (sums to 100)
 WEIGHTS: dict[str, float] = {
@@ -53,12 +68,12 @@ MEMORY_GOOD_BYTES = 1 << 30  # the seed's "keep under 1 GB"
 AUTO_STUCK_SECONDS = 60.0  # working on what it has without progress for this long: stuck (any candle interval)
 
 
-def level_for(score: float) -> str:
+def level_for(score: float) -> HealthLevel:
     """The seed's levels: excellent >= 90, good >= 75, fair >= 60, poor >= 40, critical below."""
     for threshold, name in LEVELS:
         if score >= threshold:
             return name
-    return "critical"
+    return HealthLevel.CRITICAL
 
 
 class HealthMonitor:
@@ -289,9 +304,9 @@ class HealthMonitor:
             out["model"] = {"score": score, "detail": f"version {model.get('version')}"
                             + (f", {age_s / 86400:.1f} days old" if age_s is not None else "")}
 
-        states = {name: b.state.value for name, b in runner.breakers.breakers.items()}
-        opened = [n for n, st in states.items() if st == "OPEN"]
-        half = [n for n, st in states.items() if st == "HALF_OPEN"]
+        states = {name: b.state for name, b in runner.breakers.breakers.items()}
+        opened = [n for n, st in states.items() if st is BreakerState.OPEN]
+        half = [n for n, st in states.items() if st is BreakerState.HALF_OPEN]
         score = 0.0 if "data_collection" in opened else max(0.0, 100.0 - 40.0 * len(opened) - 15.0 * len(half))
         out["circuit_breakers"] = {"score": score, "detail": ", ".join(f"{n} {st}" for n, st in states.items())}
 

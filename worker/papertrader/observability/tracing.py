@@ -25,7 +25,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from papertrader.events import CandleVerdict
+from papertrader.events import CandleVerdict, VerdictStatus
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class EngineTracer:
         try:
             verdict = process(item)
             root.set_attribute("verdict", verdict.status)
-            if verdict.status == "rejected" and verdict.reasons:
+            if verdict.status == VerdictStatus.REJECTED and verdict.reasons:
                 root.set_attribute("reject.reason", verdict.reasons[0])
             return verdict
         finally:

@@ -18,7 +18,7 @@ from papertrader.errors import PapertraderError
 log = logging.getLogger("papertrader.resilience")
 
 
-class BreakerState(enum.Enum):
+class BreakerState(enum.StrEnum):
     CLOSED = "CLOSED"
     OPEN = "OPEN"
     HALF_OPEN = "HALF_OPEN"

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from papertrader.events import HOLD, Prediction, Signal
+from papertrader.events import HOLD, Prediction, Side, Signal
 from papertrader.market.candle import Candle
 from papertrader.ml.artifact import POINTER, ModelError, resolve
 from papertrader.risk.sizing import strength_level
@@ -145,7 +145,7 @@ class MlStrategy(Strategy):
         if strength < self.min_strength:
             return HOLD
         level, _ = strength_level(strength)
-        return Signal("buy" if up else "sell", confidence, strength, f"ml_{'up' if up else 'down'}_{level.lower()}")
+        return Signal(Side.BUY if up else Side.SELL, confidence, strength, f"ml_{'up' if up else 'down'}_{level.lower()}")
 
     # --- the rolling window ------------------------------------------------------------------------------------
     def _push(self, vector: Any) -> int:
