@@ -107,7 +107,6 @@ class Engine:
         self.last_snapshot_ts: int | None = None
         self.entries_blocked: dict[str, int] = {}
         self.orders_rejected = 0
-        self.last_signal: Signal = HOLD
         self._snapshot_every = settings.portfolio_snapshot_every
         self._fills: list[tuple[Any, Decimal, Decimal]] = []
         self._marks: list[PortfolioSnapshot] = []
@@ -227,7 +226,6 @@ class Engine:
         portfolio = self.portfolio
         risk = self.risk
         if signal is not None and self.accepted > self.warmup:
-            self.last_signal = signal
             if signal is not HOLD or (portfolio.lots and risk.time_exits):
                 self._decide(candle, signal)
         ts = candle[0]

@@ -171,7 +171,6 @@ class FakeBitvavo:
                 "maxOrderInQuoteAsset": "1000000000", "quantityDecimals": quantity_decimals, "notionalDecimals": 2,
                 "tickSize": tick_size, "maxOpenOrders": 100, "feeCategory": "A", "orderTypes": ["market", "limit"]}
             for name in dict.fromkeys(m for m, _ in self.feeds)}
-        self.markets_entry = self.markets_entries[market]
         self.serve_markets = serve_markets
         self.rest_includes_forming = rest_includes_forming
         self.host = host

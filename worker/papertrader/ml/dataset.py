@@ -17,7 +17,6 @@ when the strategy would predict in the worker.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,12 +155,3 @@ def windows(features_scaled: np.ndarray, index: np.ndarray, seq_len: int) -> np.
     view = np.lib.stride_tricks.sliding_window_view(features_scaled, seq_len, axis=0)  # (N-seq+1, F, seq)
     return np.ascontiguousarray(view[index - (seq_len - 1)].transpose(0, 2, 1), dtype=np.float32)
 
-
-def min_candles_needed(lookback: int, seq_len: int, horizon: int, purge: int, folds: int, min_test: int,
-                       min_train: int, min_val: int) -> int:
-    """How many accepted candles training needs with these settings (used in the 'too little data' error)."""
-    return lookback + seq_len + horizon + min_train + purge + min_val + purge + folds * min_test + 1
-
-
-def is_finite_vector(vector: Sequence[float]) -> bool:
-    return all(math.isfinite(v) for v in vector)

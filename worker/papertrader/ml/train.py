@@ -35,7 +35,7 @@ from papertrader.errors import PapertraderError
 from papertrader.features.engine import DEFAULT_FEATURES
 from papertrader.market.candle import Candle
 from papertrader.ml import artifact
-from papertrader.ml.dataset import CandleSet, Dataset, DatasetError, build_dataset, label_definition, windows
+from papertrader.ml.dataset import CandleSet, Dataset, build_dataset, label_definition, windows
 from papertrader.ml.metrics import auc, classification_report, log_loss
 from papertrader.ml.model import build_model
 from papertrader.ml.scaling import apply_scaler, fit_scaler

@@ -36,7 +36,6 @@ class Notification:
     seq: int
     category: str = field(compare=False)
     text: str = field(compare=False)
-    created: float = field(compare=False, default_factory=time.monotonic)
     #: for an (aggregated) error: its kind, message and how many times it occurred
     error: tuple[str, str, int] | None = field(compare=False, default=None)
     #: resolved with whether the transport delivered it (the fleet notifier acknowledges criticals only then)

@@ -210,7 +210,6 @@ class MetricsListener(BaseListener):
         self.prediction = FastHistogram(PREDICTION_BUCKETS)
         self.predictions = 0
         self.errors = errors
-        self.last_model_version: str | None = None
 
     def on_fill(self, fill: Fill) -> None:
         self.trades[fill.side] = self.trades.get(fill.side, 0) + 1
@@ -218,7 +217,6 @@ class MetricsListener(BaseListener):
     def on_prediction(self, prediction: Prediction) -> None:
         self.prediction.observe(prediction.duration_s)
         self.predictions += 1
-        self.last_model_version = prediction.model_version
 
     def on_ticks_done(self, items: Sequence[Candle], durations_s: Sequence[float]) -> None:
         self.tick.observe_many(durations_s)

@@ -125,6 +125,3 @@ class BreakerRegistry:
 
     def get(self, name: str) -> CircuitBreaker | None:
         return self.breakers.get(name)
-
-    def open_names(self) -> list[str]:
-        return [name for name, breaker in self.breakers.items() if breaker.is_open]

@@ -59,7 +59,6 @@ class BitvavoRest:
         self.limiter = limiter
         self._http = LazySession(timeout_s)
         self.pages = 0
-        self.candles_fetched = 0
         self.errors = 0
 
     async def close(self) -> None:
@@ -130,7 +129,6 @@ class BitvavoRest:
         except ParseError as exc:
             raise RestError(f"GET /{symbol}/candles: {exc}") from None
         self.pages += 1
-        self.candles_fetched += len(candles)
         return [c for c in candles if start <= c.ts < end]
 
     async def candles_range(self, symbol: str, interval: str, interval_ms: int, first_ts: int,
