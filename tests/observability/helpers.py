@@ -81,7 +81,7 @@ class Worker:
     def __init__(self, settings: Any, source: CandleSource | None = None, tracing_exporter: Any = None) -> None:
         self.runner = WorkerRunner(settings, source=source, console_logs=False)
         if tracing_exporter is not None:
-            self.runner.tracing_exporter = tracing_exporter  # type: ignore[attr-defined]
+            self.runner.tracing_exporter = tracing_exporter  # type: ignore[attr-defined]  # the runner's attribute set from outside (issue 14's wiring rework removes it)
         self.task: asyncio.Task[dict[str, Any]] | None = None
 
     async def start(self) -> Worker:
@@ -97,7 +97,7 @@ class Worker:
 
     @property
     def obs(self) -> Any:
-        return self.runner.observability  # type: ignore[attr-defined]
+        return self.runner.observability  # type: ignore[attr-defined]  # as above
 
     @property
     def http(self) -> str:
@@ -135,7 +135,7 @@ class Worker:
             self.task.cancel()
             try:
                 await self.task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping: each task's end is only awaited
                 pass
             return None
 

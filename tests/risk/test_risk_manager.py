@@ -11,8 +11,9 @@ HOUR_MS = 60 * MINUTE_MS
 
 
 def limits(**overrides: Any) -> RiskLimits:
-    values: dict[str, Any] = dict(max_positions=2, max_positions_per_symbol=2, min_hold_ms=10 * MINUTE_MS, max_hold_ms=2 * HOUR_MS,
-                  cooldown_ms=15 * MINUTE_MS, max_daily_entries=3, max_daily_loss_pct=0.05, max_drawdown_pct=0.10)
+    values: dict[str, Any] = dict(max_positions=2, max_positions_per_symbol=2, min_hold_ms=10 * MINUTE_MS,
+                                  max_hold_ms=2 * HOUR_MS, cooldown_ms=15 * MINUTE_MS, max_daily_entries=3,
+                                  max_daily_loss_pct=0.05, max_drawdown_pct=0.10)
     values.update(overrides)
     return RiskLimits(**values)
 

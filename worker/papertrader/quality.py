@@ -113,7 +113,7 @@ class DataQualityGate:
         counters = self.counters
         counters.checked += 1
         if type(item) is not Candle:
-            return self._reject(f"line {item.line_no}: {item.reason}", "malformed")  # type: ignore[union-attr]
+            return self._reject(f"line {item.line_no}: {item.reason}", "malformed")  # type: ignore[union-attr]  # not a Candle: a BadRow
         ts, o, h, l, c, v = item
         if not self.enabled:
             self._last = item
@@ -192,8 +192,8 @@ class DataQualityGate:
             return self._reject(f"outlier: return robust z={z:.1f} >= {self.reject_z:g}",
                                 "outlier_rejected", _C_REJECTED, missing)
         self._append_return(ret)
-        return self._accept(item, CandleVerdict(VerdictStatus.SUSPECT, (f"outlier: return robust z={z:.1f}",)), _C_OUTLIER,
-                            missing)
+        verdict = CandleVerdict(VerdictStatus.SUSPECT, (f"outlier: return robust z={z:.1f}",))
+        return self._accept(item, verdict, _C_OUTLIER, missing)
 
     def _append_return(self, ret: float) -> None:
         returns = self._returns

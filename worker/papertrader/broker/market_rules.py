@@ -33,7 +33,7 @@ class MarketRules:
     @cached_property
     def _price_quantum(self) -> Decimal:
         """Prices are written with the tick's decimal places (tick 0.01 -> 100.00, tick 10 -> 58770)."""
-        return Decimal(1).scaleb(min(self.tick_size.as_tuple().exponent, 0))  # type: ignore[arg-type]
+        return Decimal(1).scaleb(min(self.tick_size.as_tuple().exponent, 0))  # type: ignore[arg-type]  # a finite tick: int exponent
 
     def floor_quantity(self, quantity: Decimal) -> Decimal:
         return quantity.quantize(self.quantity_step, rounding=ROUND_FLOOR)

@@ -58,8 +58,9 @@ class PaperBroker:
         budget = (portfolio.cash * Decimal(repr(fraction))).quantize(self.cent, rounding=ROUND_FLOOR)
         quantity = self.rules.floor_quantity(budget / (price * self._cost_factor))
         if quantity <= 0:
-            return OrderRejected(ts, Side.BUY, "insufficient_cash",
-                                 f"insufficient cash: {portfolio.cash} available, budget {budget} buys nothing at {price}")
+            return OrderRejected(
+                ts, Side.BUY, "insufficient_cash",
+                f"insufficient cash: {portfolio.cash} available, budget {budget} buys nothing at {price}")
         notional = (quantity * price).quantize(self.cent, rounding=ROUND_CEILING)
         fee = self._fee(notional)
         while notional + fee > portfolio.cash and quantity > 0:  # rounding pushed cost over the cash: one step less

@@ -86,7 +86,7 @@ class Engine:
         self._fixed_rules = rules
         self.broker: PaperBroker | None = None
         if rules is not None or settings.tick_size is not None:
-            self._set_rules(rules or self._rules_with_tick(settings.tick_size))  # type: ignore[arg-type]
+            self._set_rules(rules or self._rules_with_tick(settings.tick_size))  # type: ignore[arg-type]  # not None here (the if)
         self.exit_rules = ExitRules(settings.take_profit_pct, settings.stop_loss_pct, settings.trailing_stop_pct,
                                     settings.min_profit_for_trailing, settings.emergency_stop_pct)
         self.risk = RiskManager(RiskLimits(
@@ -168,7 +168,7 @@ class Engine:
         verdict = self._quality_stage(item)
         if verdict is not OK and (verdict.status == _REJECTED or verdict is DUPLICATE):
             return verdict
-        candle: Candle = item  # type: ignore[assignment]
+        candle: Candle = item  # type: ignore[assignment]  # the gate rejects every BadRow
         self.accepted += 1
         filled = self._fill_stage(candle)
         signal = self._prediction_stage(candle, self._features_stage(candle))
@@ -254,11 +254,11 @@ class Engine:
         self._publish_item = None
         verdict = self._publish_verdict
         for listener in self.listeners:
-            listener.on_candle(item, verdict)  # type: ignore[arg-type]
+            listener.on_candle(item, verdict)  # type: ignore[arg-type]  # set with the item
 
     def _on_rejected(self, item: Candle | BadRow, verdict: CandleVerdict) -> None:
         reason = verdict.reasons[0]
-        ts = item.ts if type(item) is Candle else None  # type: ignore[union-attr]
+        ts = item.ts if type(item) is Candle else None
         if ts is not None and not MIN_TS_MS <= ts < MAX_TS_MS:
             ts = None  # the event keeps the message; the column is int64
         self._events.append((ts, "candle_rejected", reason))
@@ -486,7 +486,8 @@ class Engine:
             "final_equity": float(equity),
             "return_pct": round(float((equity - initial) / initial * 100), 4),
             "max_drawdown_pct": round(self.risk.state.max_drawdown_pct * 100, 4),
-            "win_rate": round(100.0 * portfolio.winning_lots / portfolio.closed_lots, 2) if portfolio.closed_lots else 0.0,
+            "win_rate": (round(100.0 * portfolio.winning_lots / portfolio.closed_lots, 2)
+                         if portfolio.closed_lots else 0.0),
             "round_trips": portfolio.closed_lots,
             "open_positions": len(portfolio.lots),
             "cash": float(portfolio.cash),

@@ -73,12 +73,12 @@ def make_source(settings: Settings, breakers: BreakerRegistry) -> CandleSource:
     if settings.source == "replay":
         from papertrader.market.sources.replay import ReplaySource
 
-        return ReplaySource(settings.replay_file)  # type: ignore[arg-type]
+        return ReplaySource(settings.replay_file)  # type: ignore[arg-type]  # settings require REPLAY_FILE for replay
     if settings.source == "synthetic":
         from papertrader.market.sources.synthetic import SyntheticSource
 
         return SyntheticSource(settings.seed, settings.interval_ms, settings.synthetic_start_ms)
-    from papertrader.market.sources.bitvavo import BitvavoSource  # type: ignore[import-not-found]
+    from papertrader.market.sources.bitvavo import BitvavoSource
 
     return BitvavoSource(settings, breakers.breakers["data_collection"])
 
@@ -441,7 +441,8 @@ def format_summary(summary: dict[str, Any], state_dir: Path | None = None) -> st
     lines = [
         f"symbol            {summary['symbol']}",
         f"candles           {summary['candles']} (rejected {summary['rejected_candles']}, gaps {summary['gaps']})",
-        f"trades            {summary['trades']} ({summary['round_trips']} round trips, win rate {summary['win_rate']}%)",
+        f"trades            {summary['trades']} ({summary['round_trips']} round trips, "
+        f"win rate {summary['win_rate']}%)",
         f"final equity      {summary['final_equity']:.2f} (return {summary['return_pct']}%,"
         f" max drawdown {summary['max_drawdown_pct']}%)",
         f"fees paid         {summary['fees_paid']:.2f}",
@@ -456,6 +457,6 @@ def summary_path(state_dir: Path) -> Path:
 
 
 # The observability layer (HTTP probes and metrics, WebSocket feed, Telegram, tracing) registers its factory.
-from papertrader.observability.wiring import start_observability  # noqa: E402
+from papertrader.observability.wiring import start_observability  # noqa: E402 - after WorkerRunner: wiring imports it back (removed by issue 14's composition)
 
 SERVICE_FACTORIES.append(start_observability)

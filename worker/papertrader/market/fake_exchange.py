@@ -245,7 +245,7 @@ class FakeBitvavo:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])  # the bound port (port 0 picks a free one)
         self._t0 = time.monotonic()
         if not self._paused:
             self._running.set()
@@ -522,7 +522,7 @@ def _synthetic(count: int, interval: str, seed: int) -> list[Candle]:
     from papertrader.market.sources.synthetic import SyntheticSource
 
     source = SyntheticSource(seed, interval_ms(interval), 1_704_067_200_000)
-    return list(asyncio.run(source.next_batch(count)))  # type: ignore[arg-type]
+    return list(asyncio.run(source.next_batch(count)))  # type: ignore[arg-type]  # synthetic: never None
 
 
 def _indices(text: str | None) -> set[int]:

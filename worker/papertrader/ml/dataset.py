@@ -61,7 +61,7 @@ def load_candles(paths: Sequence[Path | str], interval_ms: int, gate_settings: d
                  ) -> CandleSet:
     """Read candle files in the given order through the worker's data-quality gate."""
     gate_settings = gate_settings or {}
-    gate = DataQualityGate(interval_ms, **gate_settings)  # type: ignore[arg-type]
+    gate = DataQualityGate(interval_ms, **gate_settings)  # type: ignore[arg-type]  # the gate checks its own options
     candles: list[Candle] = []
     files: list[dict[str, object]] = []
     for raw_path in paths:
@@ -79,14 +79,15 @@ def load_candles(paths: Sequence[Path | str], interval_ms: int, gate_settings: d
                 for item in batch:
                     verdict = gate.check(item)
                     if verdict.accepted and verdict is not DUPLICATE:
-                        candles.append(item)  # type: ignore[arg-type]
+                        candles.append(item)  # type: ignore[arg-type]  # accepted: a Candle
         finally:
             reader.close()
         if rows == 0:
             raise CandleFileError(f"{path}: line 2: no candle rows after the header")
         files.append({"path": str(path), "name": path.name, "sha256": file_sha256(path), "rows": rows})
     counters = gate.counters
-    note = describe_rejections(counters, counters.accepted + counters.rejected, interval_ms) if counters.rejected else None
+    checked = counters.accepted + counters.rejected
+    note = describe_rejections(counters, checked, interval_ms) if counters.rejected else None
     return CandleSet(candles, files, counters.rejected, dict(counters.reasons), note)
 
 

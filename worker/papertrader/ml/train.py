@@ -330,7 +330,7 @@ def _package_version() -> str:
         from importlib.metadata import version
 
         return version("papertrader")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no installed metadata (a source tree)
         return "unknown"
 
 

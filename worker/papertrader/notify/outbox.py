@@ -216,7 +216,7 @@ async def stop_tasks(tasks: list[asyncio.Task[None]], busy: Callable[[], bool], 
     for task in tasks:
         try:
             await task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping: each task's end is only awaited
             pass
     tasks.clear()
 

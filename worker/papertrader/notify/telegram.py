@@ -86,7 +86,7 @@ class TelegramBot:
         if self.bot is not None:
             try:
                 await self.bot.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - shutting down: a failing bot close changes nothing
                 pass
 
     def redact(self, text: str) -> str:
@@ -272,7 +272,7 @@ def _seconds(exc: Any) -> float:
 class NotifyListener(BaseListener):
     """Turns engine events into notifications (trades)."""
 
-    def __init__(self, notifier: Notifier, symbol: str) -> None:
+    def __init__(self, notifier: OutboxFront, symbol: str) -> None:
         self.notifier = notifier
         self.symbol = symbol
 

@@ -143,7 +143,7 @@ class HealthMonitor:
         for listener in self.listeners:
             try:
                 listener(report)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a listener must never stop the health loop
                 log.exception("health listener failed")
 
     def _watch(self) -> None:
@@ -218,7 +218,7 @@ class HealthMonitor:
         lag = time.monotonic() - self.last_tick - self.probe_interval
         stalled = max(self.loop_lag, lag) > self.stall_after
         stuck = self.stuck()
-        detail = {
+        detail: dict[str, Any] = {
             "alive": not (stalled or stuck),
             "pipeline_stuck": stuck,
             "seconds_since_progress": round(self.progress_age(), 3),

@@ -254,7 +254,7 @@ class WorkerCollector(Collector):
         portfolio, risk = engine.portfolio, engine.risk.state
         candle = engine.last_candle
 
-        family = _counter("papertrader_candles_processed_total", ["symbol"])
+        family: CounterMetricFamily | GaugeMetricFamily = _counter("papertrader_candles_processed_total", ["symbol"])
         family.add_metric(s, engine.accepted)
         yield family
         family = _counter("papertrader_trades_total", ["symbol", "side"])
@@ -350,12 +350,12 @@ class WorkerCollector(Collector):
         family.add_metric([], feed.stat("slow_disconnects") if feed else 0)
         yield family
 
-        family = HistogramMetricFamily("papertrader_exchange_request_duration_seconds",
-                                       METRICS["papertrader_exchange_request_duration_seconds"][1],
-                                       labels=["endpoint"])
+        requests = HistogramMetricFamily("papertrader_exchange_request_duration_seconds",
+                                         METRICS["papertrader_exchange_request_duration_seconds"][1],
+                                         labels=["endpoint"])
         for endpoint, hist in sorted(list(_exchange_requests.items())):
-            family.add_metric([endpoint], hist.buckets(), hist.sum)
-        yield family
+            requests.add_metric([endpoint], hist.buckets(), hist.sum)
+        yield requests
 
         family = _counter("papertrader_errors_total", ["kind"])
         for kind, count in sorted(obs.errors.by_kind.items()):

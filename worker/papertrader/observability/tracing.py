@@ -117,7 +117,7 @@ class Tracing:
     def shutdown(self) -> None:
         try:
             self.provider.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the exporter failing at exit: logged, never raised
             log.exception("tracing shutdown failed")
 
 
@@ -147,8 +147,8 @@ class EngineTracer:
         engine = self.engine
         for name in ("process", "commit", *(f"_{stage}_stage" for stage in engine.STAGES)):
             self._originals[name] = getattr(engine, name)
-        engine.process = self.process  # type: ignore[method-assign]
-        engine.commit = self.commit  # type: ignore[method-assign]
+        engine.process = self.process  # type: ignore[method-assign]  # tracing wraps the stages (issue 14: a stage hook)
+        engine.commit = self.commit  # type: ignore[method-assign]  # as above
         for stage in engine.STAGES:
             setattr(engine, f"_{stage}_stage", self._traced_stage(stage, self._originals[f"_{stage}_stage"]))
 

@@ -111,7 +111,7 @@ class Observability:
         """Time the live source's REST calls (``papertrader_exchange_request_duration_seconds{endpoint}``)."""
         rest = getattr(self.runner.source, "rest", None)
         get = getattr(rest, "get", None)
-        if get is None or getattr(get, "_papertrader_timed", False):
+        if rest is None or get is None or getattr(get, "_papertrader_timed", False):
             return
 
         @functools.wraps(get)
@@ -123,7 +123,7 @@ class Observability:
                 endpoint = "GET /" + str(path).lstrip("/").split("/")[0].split("?")[0]
                 observe_exchange_request(endpoint, time.perf_counter() - started)
 
-        timed_get._papertrader_timed = True  # type: ignore[attr-defined]
+        timed_get._papertrader_timed = True  # type: ignore[attr-defined]  # a marker on the wrapper function
         rest.get = timed_get
 
     def _setup_tracing(self) -> None:
@@ -210,7 +210,7 @@ class Observability:
         """``version``, ``age_seconds``, ``required``, ``loaded`` from the strategy's ``status()``."""
         try:
             status = self.runner.engine.strategy.status() or {}
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a strategy's status() failing reads as no model
             status = {}
         version = status.get("model_version")
         required = bool(version is not None or "model_dir" in status or "model_loaded" in status
@@ -238,7 +238,7 @@ class Observability:
     def source_connected(self) -> bool:
         try:
             status = self.runner.source.status()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a source's status() failing reads as disconnected
             return False
         return bool(status.get("connected", True))
 
@@ -310,7 +310,7 @@ async def start_observability(runner: WorkerRunner) -> None:
     """``SERVICE_FACTORIES`` entry: build the hub, attach it, and run it as one service."""
     obs = Observability(runner, tracing_exporter=getattr(runner, "tracing_exporter", None))
     obs.attach()
-    runner.observability = obs  # type: ignore[attr-defined]
+    runner.observability = obs  # type: ignore[attr-defined]  # set from outside until the explicit composition
     runner.services.append(obs)
 
 

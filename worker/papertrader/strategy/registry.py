@@ -40,5 +40,6 @@ def create_strategy(settings: Settings) -> Strategy:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise UnknownStrategyError(f"invalid setting STRATEGY={settings.strategy}: cannot load {target} ({exc})") from None
+        message = f"invalid setting STRATEGY={settings.strategy}: cannot load {target} ({exc})"
+        raise UnknownStrategyError(message) from None
     return cls(settings)

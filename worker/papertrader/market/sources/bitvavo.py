@@ -171,7 +171,7 @@ class BitvavoSource(CandleSource):
             self._wake.clear()
             await self._wake.wait()
         batch: list[SourceItem] = [ready.popleft() for _ in range(min(max_items, len(ready)))]
-        self._emitted_ts = batch[-1].ts  # type: ignore[union-attr]
+        self._emitted_ts = batch[-1].ts  # type: ignore[union-attr]  # only Candles are queued
         return batch
 
     def cursor(self) -> dict[str, Any]:
