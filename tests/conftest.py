@@ -21,7 +21,7 @@ def synthetic_candles(count: int, seed: int = 7, interval_ms: int = 60_000,
                       start_ms: int = 1_700_000_000_000) -> list[Candle]:
     """Deterministic synthetic candles (the engine's own generator)."""
     source = SyntheticSource(seed, interval_ms, start_ms)
-    return asyncio.run(source.next_batch(count))  # type: ignore[return-value]
+    return asyncio.run(source.next_batch(count))  # type: ignore[return-value]  # a synthetic source never returns None
 
 
 def write_candle_file(path: Path, candles: list[Candle]) -> Path:

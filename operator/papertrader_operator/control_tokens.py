@@ -13,12 +13,13 @@ import binascii
 import secrets
 from typing import Any
 
+from papertrader_operator.errors import OperatorError
 from papertrader_operator import settings as s
 from papertrader_operator.children import control_secret_name, render_control_secret
 from papertrader_operator.kube import ApiError, KubeClient
 
 
-class ControlTokenError(Exception):
+class ControlTokenError(OperatorError):
     """The trader's control Secret exists but holds no usable token."""
 
 

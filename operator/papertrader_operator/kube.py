@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from papertrader_operator.errors import OperatorError
 from papertrader_operator.metrics import OperatorMetrics
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-class ApiError(Exception):
+class ApiError(OperatorError):
     """A failed API request: the HTTP status and the server's message."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from typing import Any
 
+from papertrader_operator.errors import OperatorError
 from papertrader_operator.cache import TraderKey, child_key, trader_key
 from papertrader_operator.children import child_name, render_symbol
 from papertrader_operator.control_tokens import ControlTokenError, ControlTokens
@@ -27,7 +28,7 @@ from papertrader_operator.status_writer import StatusWriter
 from papertrader_operator.validation import name_errors, validate_spec
 
 
-class InvalidSpec(Exception):
+class InvalidSpec(OperatorError):
     """The spec can never be reconciled as it is; the message names the offending fields."""
 
 

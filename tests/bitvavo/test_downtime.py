@@ -57,7 +57,7 @@ async def test_sigkill_mid_stream_then_backfill(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
             else:
-                raise AssertionError("worker made no progress: " + (await first.stdout.read(4000)).decode())  # type: ignore[union-attr]
+                raise AssertionError("worker made no progress: " + (await first.stdout.read(4000)).decode())  # type: ignore[union-attr]  # started with stdout=PIPE
         finally:
             first.send_signal(signal.SIGKILL)
             await first.wait()

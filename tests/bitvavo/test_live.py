@@ -152,7 +152,7 @@ async def test_quiet_market_closes_by_exchange_time_and_rest(tmp_path: Path) -> 
         got: list[Candle] = []
         try:
             while not got or got[-1].ts < candles[-1].ts:
-                got += await asyncio.wait_for(source.next_batch(100), 15)  # type: ignore[arg-type]
+                got += await asyncio.wait_for(source.next_batch(100), 15)  # type: ignore[arg-type]  # a live source never returns None
         finally:
             await source.close()
     assert got[-1] == candles[-1]  # the final bar, closed without a newer bar

@@ -54,11 +54,11 @@ def test_malformed_frames() -> None:
 
 
 def test_errors_and_rate_limit_codes() -> None:
-    assert api_error({"errorCode": 205, "error": "Invalid parameter: price"}).code == 205  # type: ignore[union-attr]
+    assert api_error({"errorCode": 205, "error": "Invalid parameter: price"}).code == 205  # type: ignore[union-attr]  # an error payload: not None
     error = api_error({"errorCode": 105, "error": "Your IP or API key has been banned for not respecting the rate "
                                                   "limit. The ban expires at 1625097600000."})
     assert error is not None and error.rate_limited and error.ban_expiry_ms() == 1625097600000
-    assert api_error({"event": "error", "errorCode": "110", "error": "x"}).rate_limited  # type: ignore[union-attr]
+    assert api_error({"event": "error", "errorCode": "110", "error": "x"}).rate_limited  # type: ignore[union-attr]  # as above
     assert api_error([1, 2]) is None and api_error({"time": 1}) is None
 
 

@@ -37,7 +37,7 @@ async def test_stall_into_a_quiet_market_fetches_every_closed_bar(tmp_path: Path
         got: list[Candle] = []
         try:
             while not got or got[-1].ts < candles[-1].ts:
-                got += await asyncio.wait_for(source.next_batch(100), 10)  # type: ignore[arg-type]
+                got += await asyncio.wait_for(source.next_batch(100), 10)  # type: ignore[arg-type]  # a live source never returns None
         finally:
             await source.close()
     assert got == candles[200 - WARMUP:]  # every bar once, in order, with its final (REST) values

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chart_helpers import ALL_FEATURES, render  # noqa: E402
+from chart_helpers import ALL_FEATURES, render  # noqa: E402 - after the sys.path set-up above
 
 
 @pytest.fixture(scope="session")

@@ -56,11 +56,13 @@ def test_final_stage_runs_as_numeric_non_root_with_papertrader_entrypoint():
 def test_cpu_only_torch_and_no_caches_or_secrets():
     text = DOCKERFILE.read_text()
     assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
-    assert re.search(r'pip install --no-cache-dir --no-compile torch==[0-9.]+ --index-url "\$\{TORCH_INDEX_URL\}"', text)
+    assert re.search(r'pip install --no-cache-dir --no-compile torch==[0-9.]+ '
+                     r'--index-url "\$\{TORCH_INDEX_URL\}"', text)
     # torch ships a Python 3.12-only file: byte-compiling the venv on 3.11 must skip it
     assert "compileall -q -j 0 -x 'py312_intrinsics'" in text
     # byte code is written once: pip does not compile, compileall runs after the venv is slimmed
-    assert len(re.findall(r"pip install --no-cache-dir --no-compile", text)) == 2 and text.index("&& slim-venv /opt/venv") < text.index("python -m compileall")
+    assert len(re.findall(r"pip install --no-cache-dir --no-compile", text)) == 2
+    assert text.index("&& slim-venv /opt/venv") < text.index("python -m compileall")
     for w, rest in instructions():
         if w == "RUN" and "pip install" in rest:
             assert "--no-cache-dir" in rest, rest

@@ -163,7 +163,8 @@ def test_watch_namespaces_become_flags_and_roles(default_docs, all_docs):
 
 
 def test_image_tag_and_digest(default_docs, all_docs):
-    image = lambda docs: by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+    def image(docs):
+        return by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["image"]
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert image(default_docs) == f"ghcr.io/papertrader/papertrader:{chart['appVersion']}"
     assert image(all_docs) == "registry.example.com/papertrader/papertrader:0.1.0"

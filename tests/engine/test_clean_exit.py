@@ -38,7 +38,8 @@ def test_exit_closes_ledger(tmp_path, args):
 def test_signal_closes_ledger(tmp_path, sig):
     state = tmp_path / "state"
     proc = subprocess.Popen(_cli(state, "--source", "synthetic", "--symbol", "BTC-EUR"),
-                            env={**os.environ, "SPEED_FACTOR": "3600"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env={**os.environ, "SPEED_FACTOR": "3600"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.monotonic() + 60
     while not (state / "state.db-wal").exists() and time.monotonic() < deadline:
         time.sleep(0.1)

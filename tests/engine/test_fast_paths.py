@@ -124,7 +124,8 @@ def _written_out_exit(rules: ExitRules, lot: Lot, candle: Candle) -> tuple[str, 
         if candle.high >= target:
             return "take_profit", target, False
     lot.peak_f = max(lot.peak_f, candle.high)
-    if rules.trailing_stop_pct and not lot.trailing_armed and lot.peak_f >= entry * (1.0 + rules.min_profit_for_trailing):
+    armable = lot.peak_f >= entry * (1.0 + rules.min_profit_for_trailing)
+    if rules.trailing_stop_pct and not lot.trailing_armed and armable:
         lot.trailing_armed = True
     return None
 
@@ -137,8 +138,8 @@ def test_exit_rules_in_one_call_equal_the_rules_written_out(settings: tuple[floa
     triggers = 0
     for start in range(0, len(candles) - 200, 50):
         entry = candles[start]
-        lot = Lot(1, None, None, entry.ts, None, 1.0, entry.open, entry.open)  # type: ignore[arg-type]
-        twin = Lot(1, None, None, entry.ts, None, 1.0, entry.open, entry.open)  # type: ignore[arg-type]
+        lot = Lot(1, None, None, entry.ts, None, 1.0, entry.open, entry.open)  # type: ignore[arg-type]  # the exit rules read only the float fields
+        twin = Lot(1, None, None, entry.ts, None, 1.0, entry.open, entry.open)  # type: ignore[arg-type]  # as above
         for candle in candles[start:start + 200]:
             got = rules.check(lot, candle)
             expected = _written_out_exit(rules, twin, candle)
@@ -190,7 +191,7 @@ def _replay(tmp: Path, name: str, path: Path, listeners: bool) -> dict[str, obje
 
 def test_replay_with_batched_listeners_equals_replay_without_listeners(tmp_path: Path) -> None:
     items = _with_anomalies(synthetic_candles(4000, seed=9, interval_ms=INTERVAL), 9)
-    path = write_candle_file(tmp_path / "in.csv", [item for item in items if type(item) is Candle])  # type: ignore[misc]
+    path = write_candle_file(tmp_path / "in.csv", [item for item in items if type(item) is Candle])  # type: ignore[misc]  # the filter keeps Candles only
     heard = _replay(tmp_path, "heard", path, listeners=True)
     quiet = _replay(tmp_path, "quiet", path, listeners=False)
     for key in ("summary", "ledger", "trades", "portfolio"):
@@ -200,7 +201,7 @@ def test_replay_with_batched_listeners_equals_replay_without_listeners(tmp_path:
     candle_calls = ticks.count(-1)
     assert len(ticks) - candle_calls == len(items) - sum(1 for item in items if type(item) is not Candle)
     assert 0 < candle_calls <= len(ticks) // 100  # on_candle once per batch, not per candle
-    assert heard["summary"]["trades"] > 0  # type: ignore[index]
+    assert heard["summary"]["trades"] > 0  # type: ignore[index]  # set by the listener before the assert
 
 
 def test_tick_histogram_fed_a_batch_equals_observing_one_by_one() -> None:

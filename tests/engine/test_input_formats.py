@@ -70,4 +70,5 @@ def test_a_file_without_line_breaks_is_read_in_bounded_memory(tmp_path, capsys):
                  "--state-dir", str(tmp_path / "s"), "--interval", "1h"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert "every candle was rejected: 1 of 1 candles were rejected, 1 of them by rule malformed (first: line 2: line longer than 4096 bytes)" in err
+    assert ("every candle was rejected: 1 of 1 candles were rejected, 1 of them by rule malformed "
+            "(first: line 2: line longer than 4096 bytes)") in err

@@ -73,10 +73,10 @@ def test_lost_csv_is_rebuilt_from_the_ledger_and_extra_rows_are_dropped(tmp_path
 def test_state_dir_refuses_another_symbol(tmp_path, real_sample, capsys):
     from papertrader.cli import main
 
-    assert main(["run", "--http-port", "0", "--ws-port", "0", "--source", "replay", "--replay-file", str(real_sample), "--state-dir",
-                 str(tmp_path / "s"), "--max-candles", "100"]) == 0
+    assert main(["run", "--http-port", "0", "--ws-port", "0", "--source", "replay", "--replay-file", str(real_sample),
+                 "--state-dir", str(tmp_path / "s"), "--max-candles", "100"]) == 0
     capsys.readouterr()
-    code = main(["run", "--http-port", "0", "--ws-port", "0", "--source", "replay", "--replay-file", str(real_sample), "--state-dir",
-                 str(tmp_path / "s"), "--symbol", "ETH-EUR"])
+    code = main(["run", "--http-port", "0", "--ws-port", "0", "--source", "replay", "--replay-file", str(real_sample),
+                 "--state-dir", str(tmp_path / "s"), "--symbol", "ETH-EUR"])
     assert code == 2
     assert "belongs to SYMBOL=BTC-EUR, not ETH-EUR" in capsys.readouterr().err

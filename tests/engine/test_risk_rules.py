@@ -52,7 +52,8 @@ def test_slippage_moves_price_against_the_trader_and_fee_is_taker_on_notional(tm
     quantity = (Decimal("800.00") / (Decimal("100.10") * Decimal("1.0025"))).quantize(Decimal("1e-8"),
                                                                                       rounding="ROUND_FLOOR")
     assert Decimal(buy["quantity"]) == quantity
-    assert Decimal(buy["notional"]) == (quantity * Decimal("100.10")).quantize(Decimal("0.01"), rounding="ROUND_CEILING")
+    expected_notional = (quantity * Decimal("100.10")).quantize(Decimal("0.01"), rounding="ROUND_CEILING")
+    assert Decimal(buy["notional"]) == expected_notional
 
 
 def test_stop_loss_triggers_inside_candle_at_the_stop_price(tmp_path):

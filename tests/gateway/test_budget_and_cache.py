@@ -99,7 +99,7 @@ def test_a_full_page_covers_from_its_oldest_row_only() -> None:
     cache.add_page(rows, T0, T0 + 6 * MINUTE, 3, closed_before=T0 + 10 * MINUTE)
     assert cache.serve(T0, T0 + 6 * MINUTE, 3) is None
     assert cache.serve(T0 + 3 * MINUTE, T0 + 6 * MINUTE, 3) == [
-        '[%d,"1","1","1","1","2"]' % (T0 + i * MINUTE) for i in (5, 4, 3)]
+        f'[{T0 + i * MINUTE},"1","1","1","1","2"]' for i in (5, 4, 3)]
 
 
 def test_the_stream_covers_a_bar_when_the_next_one_appears_and_skips_late_updates() -> None:
@@ -109,7 +109,7 @@ def test_the_stream_covers_a_bar_when_the_next_one_appears_and_skips_late_update
     assert cache.serve(T0, T0 + MINUTE, 10) is None  # still forming
     cache.on_stream(row(T0 + 2 * MINUTE, "5"))  # a bar without trades in between
     cache.on_stream(row(T0 - MINUTE, "9"))  # late: ignored
-    assert cache.serve(T0, T0 + MINUTE, 10) == ['[%d,"1","1","1","2","2"]' % T0]
+    assert cache.serve(T0, T0 + MINUTE, 10) == [f'[{T0},"1","1","1","2","2"]']
     assert cache.serve(T0, T0 + 2 * MINUTE, 10) is None  # the empty minute is not known to be empty
     assert cache.covered_end(T0) == T0 + MINUTE
 

@@ -97,7 +97,8 @@ class FixedDirectory:
         self.halts: dict[str, str | None] = {}
 
     async def traders(self) -> list[Trader]:
-        return [Trader("ns", "alpha", ["BTC-EUR", "ETH-EUR"], False, None), Trader("ns", "beta", ["SOL-EUR"], True, None)]
+        return [Trader("ns", "alpha", ["BTC-EUR", "ETH-EUR"], False, None),
+                Trader("ns", "beta", ["SOL-EUR"], True, None)]
 
     def workers_of(self, traders: list[Trader]) -> list[Worker]:
         return [Worker(t.namespace, t.name, s, f"http://{t.name}-{s}") for t in traders for s in t.symbols]
@@ -118,7 +119,7 @@ class FixedDirectory:
 
 async def test_commands_answer_for_the_fleet_and_name_what_is_unknown() -> None:
     directory = FixedDirectory()
-    handler = CommandHandler(directory)  # type: ignore[arg-type]
+    handler = CommandHandler(directory)  # type: ignore[arg-type]  # a stand-in directory with the methods the handler calls
     _, status = await handler.reply("/status")
     assert status.splitlines()[1:3] == ["alpha BTC-EUR 1010.50 +1.05 1 yes -", "alpha ETH-EUR 1010.50 +1.05 1 yes -"]
     assert "paused (scaled to zero): beta" in status

@@ -33,7 +33,7 @@ class _Server:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp has no public way to read a TCPSite's bound port
         return self
 
     async def stop(self) -> None:

@@ -132,7 +132,7 @@ class Worker:
             self.task.cancel()
             try:
                 await self.task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping: each task's end is only awaited
                 pass
             return None
 

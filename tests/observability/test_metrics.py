@@ -48,7 +48,10 @@ async def test_contract_metrics_after_replay(tmp_path):
             key = name + "_count" if name.endswith("_seconds") else name
             assert key in scraped, name
             assert set(scraped[key][0][0]) - {"le"} == labels, (name, scraped[key][0][0])
-        value = lambda name, **lab: next(v for l, v in scraped[name] if all(l.get(k) == x for k, x in lab.items()))
+
+        def value(name: str, **lab: str) -> float:
+            return next(v for l, v in scraped[name] if all(l.get(k) == x for k, x in lab.items()))
+
         assert value("papertrader_candles_processed_total", symbol="BTC-EUR") == summary["candles"] == 3000
         trades = value("papertrader_trades_total", side="buy") + value("papertrader_trades_total", side="sell")
         assert trades == summary["trades"] > 0

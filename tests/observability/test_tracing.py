@@ -22,7 +22,7 @@ async def test_trace_per_candle_reaches_otlp_receiver(tmp_path, monkeypatch):
     try:
         for count in range(1, 61):  # one candle at a time, as a live exchange delivers them
             source.release(1)
-            await wait_for(lambda: worker.runner.engine.items >= count, interval=0.001)
+            await wait_for(lambda count=count: worker.runner.engine.items >= count, interval=0.001)
         await worker.stop()
         traces = receiver.traces()
         roots = [s for s in receiver.spans if s["name"] == "candle"]
@@ -58,7 +58,7 @@ async def test_tracing_keeps_decisions_identical(tmp_path, monkeypatch):
         source = ScriptedSource()
         source.release(3000)
         worker = await Worker(settings_for(tmp_path / name), source, tracing_exporter=exporter).start()
-        await wait_for(lambda: worker.runner.engine.items >= 3000)
+        await wait_for(lambda worker=worker: worker.runner.engine.items >= 3000)
         await worker.stop()
         trades = (tmp_path / name / "logs" / "trades.csv").read_text()
         results.append((trades, worker.runner.engine.summary()["final_equity"]))

@@ -76,7 +76,7 @@ async def test_slow_client_is_closed_and_never_slows_the_engine(tmp_path):
         started = time.monotonic()
         for batch in range(300):
             source.release(10)
-            await wait_for(lambda: worker.runner.engine.items >= (batch + 1) * 10, interval=0.001)
+            await wait_for(lambda batch=batch: worker.runner.engine.items >= (batch + 1) * 10, interval=0.001)
             # a big health message per round makes the non-reader's buffers overflow quickly
             feed.publish_health(dict(worker.obs.health.report(), padding="x" * 20_000))
         elapsed = time.monotonic() - started

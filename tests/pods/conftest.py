@@ -37,7 +37,7 @@ def backend() -> Backend:
 
 
 @pytest.fixture()
-async def pod_runner(cluster, backend: Backend, tmp_path: Path) -> AsyncIterator[PodRunner]:  # noqa: F811
+async def pod_runner(cluster, backend: Backend, tmp_path: Path) -> AsyncIterator[PodRunner]:  # noqa: F811 - overrides the imported fixture of that name
     async with PodRunner(cluster.mock, backend, tmp_path / "nodes") as runner:
         yield runner
 

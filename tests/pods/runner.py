@@ -380,7 +380,7 @@ class PodRunner:
         await self._proxy.setup()
         site = web.TCPSite(self._proxy, "127.0.0.1", 0)
         await site.start()
-        self.proxy_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.proxy_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # a started TCPSite has its server
         self._loop = asyncio.create_task(self._run())
         return self
 

@@ -111,13 +111,13 @@ async def test_one_bot_for_the_fleet(cluster: Cluster, start_operator: OperatorF
             assert "TELEGRAM_BOT_TOKEN" not in sts and TOKEN not in sts and "NOTIFIER_URL" in sts, name
         for pod in pod_runner.pods.values():
             assert "TELEGRAM_BOT_TOKEN" not in pod.plan.env and pod.plan.env["NOTIFIER_CHAT_ID"] == str(CHAT)
-            pid = pod.container.proc.pid  # type: ignore[union-attr]
+            pid = pod.container.proc.pid  # type: ignore[union-attr]  # the pod was started: its process exists
             for what in ("environ", "cmdline"):
                 assert TOKEN.encode() not in Path(f"/proc/{pid}/{what}").read_bytes(), (pod.plan.name, what)
 
         # the error storm: every worker's fan-out process dies at once (one identical ERROR line each)
         for pod in pod_runner.pods.values():
-            for child in fanouts(pod.container.proc.pid):  # type: ignore[union-attr]
+            for child in fanouts(pod.container.proc.pid):  # type: ignore[union-attr]  # as above
                 os.kill(child, signal.SIGKILL)
 
         async with aiohttp.ClientSession() as session:

@@ -17,7 +17,7 @@ from tests.operator.conftest import Cluster, cluster, eventually, kmock_options 
 CANARY = "canary-k8s-token-5f4dcc3b5aa765d61d8327deb882cf99"
 
 
-async def test_operator_never_logs_secrets(cluster: Cluster) -> None:  # noqa: F811
+async def test_operator_never_logs_secrets(cluster: Cluster) -> None:  # noqa: F811 - `cluster` is the imported fixture, requested by name
     kubeconfig = Path(os.environ["KUBECONFIG"])
     config = json.loads(kubeconfig.read_text())
     config["users"][0]["user"]["token"] = CANARY

@@ -59,7 +59,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 break
         except OSError:
             if process.poll() is not None:
-                raise AssertionError((state.parent / "worker-out.txt").read_text()[-2000:])
+                raise AssertionError((state.parent / "worker-out.txt").read_text()[-2000:]) from None
             time.sleep(0.2)
     yield url, f"ws://127.0.0.1:{ws_port}", state, process
     if process.poll() is None:

@@ -3,7 +3,7 @@
 Verbs: ``run`` (one worker), ``report`` (an HTML page of one or more state directories), ``train`` (fit a
 model), ``operator`` (the kopf operator), ``config show`` (the effective configuration, secrets masked) and
 ``fake-exchange`` (a local Bitvavo look-alike for demos and tests).
-Configuration problems exit 2 with one line on stderr.
+Configuration problems exit 2 with one line on stderr (``exit_code`` of the error, see papertrader/errors.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from papertrader.market.sources.base import CandleSource
     from papertrader.observability.wiring import Observability
     from papertrader.strategy.base import Strategy
-
-EXIT_CONFIG = 2
 
 #: flag -> setting name; every flag also has an environment twin (the setting's upper-case name).
 RUN_FLAGS: dict[str, str] = {
@@ -215,11 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # First thing: as PID 1 (a container without an init) the kernel ignores SIGTERM unless a handler exists, so
     # without this a pod being deleted during start-up (imports, warm-up download) waits for SIGKILL.
     signal.signal(signal.SIGTERM, _stop_during_startup)
-    from papertrader.config import ConfigError
-    from papertrader.ledger.store import LedgerError
-    from papertrader.market.candle_file import CandleFileError
-    from papertrader.report.snapshot import ReportInputError
-    from papertrader.strategy.registry import UnknownStrategyError
+    from papertrader.errors import PapertraderError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _DELEGATES:  # argparse's REMAINDER cannot pass through leading --options
@@ -233,13 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "report":
             return _report(args)
         return _delegate(args.verb, args.args)
-    except (ConfigError, UnknownStrategyError, ReportInputError) as exc:
+    except PapertraderError as exc:  # the one place errors become exit codes: each class says its own
+        if exc.exit_code is None:
+            raise
+        if exc.keep_in_logs:
+            _log_to_files(str(exc))  # errors.log keeps it; stderr gets the one line below, not a second copy
         print(f"papertrader: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (CandleFileError, LedgerError) as exc:
-        _log_to_files(str(exc))  # errors.log keeps it; stderr gets the one line below, not a second copy
-        print(f"papertrader: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

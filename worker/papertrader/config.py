@@ -22,13 +22,16 @@ from pydantic_settings.exceptions import SettingsError
 from papertrader.config_groups import (BreakerSettings, ExchangeSettings, FeedSettings, HealthSettings, HttpSettings,
                                        MlSettings, NotifySettings, PerformanceSettings, RiskSettings, TracingSettings,
                                        settings_group)
+from papertrader.errors import PapertraderError
 from papertrader.market.candle import INTERVAL_MS
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+$")
 
 
-class ConfigError(ValueError):
+class ConfigError(PapertraderError, ValueError):
     """A configuration problem, phrased as one line for the user."""
+
+    exit_code = 2
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -193,7 +196,8 @@ class Settings(BaseSettings):
     rate_limit_margin: int = Field(50, ge=0, description="weight points kept in reserve before resetat")
     rate_limit_default_wait_seconds: float = Field(60.0, gt=0, description="wait after a 429 without resetat")
     exchange_market_rules: bool = Field(
-        False, description="round fills to /markets tick size and minimums (off: same fills as a replay of the candles)")
+        False,
+        description="round fills to /markets tick size and minimums (off: same fills as a replay of the candles)")
 
     # --- observability -------------------------------------------------------------------------------------
     health_check_interval: float = Field(300, gt=0, description="seconds between full health reports (log, "
@@ -308,7 +312,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings, _YamlSource(settings_cls, settings_cls.config_file))
+        return (init_settings, env_settings, dotenv_settings, _YamlSource(settings_cls, cls.config_file))
 
     # --- derived values ------------------------------------------------------------------------------------
     @property
@@ -393,7 +397,7 @@ def load_settings(
         raise ConfigError(f"--config {config_file}: file not found")
     cls: type[Settings] = type("Settings", (Settings,), {"config_file": Path(config_file) if config_file else None})
     try:
-        return cls(_env_file=env_file, **flags)  # type: ignore[call-arg]
+        return cls(_env_file=env_file, **flags)  # type: ignore[call-arg]  # _env_file is pydantic-settings' init-only option, unknown to the model type
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
     except SettingsError as exc:  # a value pydantic-settings cannot even decode (e.g. malformed JSON for a list)
@@ -405,7 +409,10 @@ class _ValuesOnly(Settings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   **others: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 
 

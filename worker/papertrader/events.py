@@ -14,34 +14,52 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Protocol
 
 from papertrader.market.candle import Candle
+
+
+class Side(StrEnum):
+    """A signal's, an order's or a fill's side; the plain value is what files and JSON hold."""
+
+    BUY = "buy"
+    SELL = "sell"
+    HOLD = "hold"  # signals only
+
+
+class VerdictStatus(StrEnum):
+    """The data-quality gate's statuses (the plain value is what logs, traces and the feed show)."""
+
+    OK = "ok"
+    SUSPECT = "suspect"  # traded, flagged
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"  # an identical repeat of the previous candle (skipped)
 
 
 @dataclass(frozen=True, slots=True)
 class CandleVerdict:
     """The data-quality gate's verdict on one candle: ``ok``, ``suspect`` (traded, flagged) or ``rejected``."""
 
-    status: str
+    status: VerdictStatus
     reasons: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> bool:
-        return self.status != "rejected"
+        return self.status != VerdictStatus.REJECTED
 
 
 @dataclass(frozen=True, slots=True)
 class Signal:
     """A strategy's output for one closed candle."""
 
-    side: str  # "buy" | "sell" | "hold"
+    side: Side
     confidence: float = 0.0  # 0..1
     strength: float = 0.0  # 0..1
     reason: str = ""
 
 
-HOLD = Signal("hold")
+HOLD = Signal(Side.HOLD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +78,7 @@ class Fill:
 
     ts: int
     symbol: str
-    side: str  # "buy" | "sell"
+    side: Side  # BUY or SELL
     quantity: Decimal
     price: Decimal
     fee: Decimal

@@ -25,12 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from papertrader.events import CandleVerdict
+from papertrader.events import CandleVerdict, VerdictStatus
 from papertrader.market.candle import INTERVAL_MS, Candle
 from papertrader.market.candle_file import BadRow
 
-OK = CandleVerdict("ok")
-DUPLICATE = CandleVerdict("duplicate", ("identical duplicate of the previous candle",))
+OK = CandleVerdict(VerdictStatus.OK)
+DUPLICATE = CandleVerdict(VerdictStatus.DUPLICATE, ("identical duplicate of the previous candle",))
 
 #: A custom check returns None when the candle passes, or a reason. ``reject`` decides whether a failure
 #: rejects the candle or only marks it suspect.
@@ -113,7 +113,7 @@ class DataQualityGate:
         counters = self.counters
         counters.checked += 1
         if type(item) is not Candle:
-            return self._reject(f"line {item.line_no}: {item.reason}", "malformed")  # type: ignore[union-attr]
+            return self._reject(f"line {item.line_no}: {item.reason}", "malformed")  # type: ignore[union-attr]  # not a Candle: a BadRow
         ts, o, h, l, c, v = item
         if not self.enabled:
             self._last = item
@@ -192,8 +192,8 @@ class DataQualityGate:
             return self._reject(f"outlier: return robust z={z:.1f} >= {self.reject_z:g}",
                                 "outlier_rejected", _C_REJECTED, missing)
         self._append_return(ret)
-        return self._accept(item, CandleVerdict("suspect", (f"outlier: return robust z={z:.1f}",)), _C_OUTLIER,
-                            missing)
+        verdict = CandleVerdict(VerdictStatus.SUSPECT, (f"outlier: return robust z={z:.1f}",))
+        return self._accept(item, verdict, _C_OUTLIER, missing)
 
     def _append_return(self, ret: float) -> None:
         returns = self._returns
@@ -209,7 +209,7 @@ class DataQualityGate:
             if problem is not None:
                 if reject:
                     return self._reject(f"{name}: {problem}", f"custom:{name}", _C_REJECTED, missing)
-                verdict = CandleVerdict("suspect", verdict.reasons + (f"{name}: {problem}",))
+                verdict = CandleVerdict(VerdictStatus.SUSPECT, verdict.reasons + (f"{name}: {problem}",))
                 code = _C_OUTLIER
         counters = self.counters
         self._last = item
@@ -228,7 +228,7 @@ class DataQualityGate:
         if reason not in counters.examples:
             counters.examples[reason] = message
         self._push(code, missing)
-        return CandleVerdict("rejected", (message,))
+        return CandleVerdict(VerdictStatus.REJECTED, (message,))
 
     # --- time ------------------------------------------------------------------------------------------
     def _reject_time(self, ts: int) -> CandleVerdict:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from papertrader.events import Side
+
 AUTO_TICK_SIGNIFICANT_DIGITS = 6
 
 
@@ -23,15 +25,15 @@ class MarketRules:
     def quantity_step(self) -> Decimal:
         return Decimal(1).scaleb(-self.quantity_decimals)
 
-    def price_against(self, price: Decimal, side: str) -> Decimal:
+    def price_against(self, price: Decimal, side: Side) -> Decimal:
         """Round a price to the tick in the direction that hurts the trader: up for buys, down for sells."""
-        steps = (price / self.tick_size).to_integral_value(rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
+        steps = (price / self.tick_size).to_integral_value(rounding=ROUND_CEILING if side == Side.BUY else ROUND_FLOOR)
         return (max(steps, Decimal(1)) * self.tick_size).quantize(self._price_quantum)
 
     @cached_property
     def _price_quantum(self) -> Decimal:
         """Prices are written with the tick's decimal places (tick 0.01 -> 100.00, tick 10 -> 58770)."""
-        return Decimal(1).scaleb(min(self.tick_size.as_tuple().exponent, 0))  # type: ignore[arg-type]
+        return Decimal(1).scaleb(min(self.tick_size.as_tuple().exponent, 0))  # type: ignore[arg-type]  # a finite tick: int exponent
 
     def floor_quantity(self, quantity: Decimal) -> Decimal:
         return quantity.quantize(self.quantity_step, rounding=ROUND_FLOOR)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from papertrader.broker.market_rules import MarketRules
-from papertrader.events import Fill
+from papertrader.events import Fill, Side
 from papertrader.ledger.portfolio import Lot, Portfolio
 
 
@@ -19,7 +19,7 @@ class OrderRejected:
     """An order the broker refused, with a reason code and a readable message."""
 
     ts: int
-    side: str
+    side: Side
     reason: str
     message: str
 
@@ -42,13 +42,13 @@ class PaperBroker:
         self.fee_rate = fee_rate
         self.slippage = slippage
         self.cent = portfolio.cent
-        self._slip_factor = {"buy": Decimal(1) + slippage, "sell": Decimal(1) - slippage}
+        self._slip_factor = {Side.BUY: Decimal(1) + slippage, Side.SELL: Decimal(1) - slippage}
         self._cost_factor = Decimal(1) + fee_rate  # price of one unit with its fee
 
     def _fee(self, notional: Decimal) -> Decimal:
         return (notional * self.fee_rate).quantize(self.cent, rounding=ROUND_CEILING)
 
-    def slipped(self, reference: float, side: str) -> Decimal:
+    def slipped(self, reference: float, side: Side) -> Decimal:
         """``reference`` moved against the trader by the slippage and rounded to the tick."""
         return self.rules.price_against(Decimal(repr(reference)) * self._slip_factor[side], side)
 
@@ -58,8 +58,9 @@ class PaperBroker:
         budget = (portfolio.cash * Decimal(repr(fraction))).quantize(self.cent, rounding=ROUND_FLOOR)
         quantity = self.rules.floor_quantity(budget / (price * self._cost_factor))
         if quantity <= 0:
-            return OrderRejected(ts, "buy", "insufficient_cash",
-                                 f"insufficient cash: {portfolio.cash} available, budget {budget} buys nothing at {price}")
+            return OrderRejected(
+                ts, Side.BUY, "insufficient_cash",
+                f"insufficient cash: {portfolio.cash} available, budget {budget} buys nothing at {price}")
         notional = (quantity * price).quantize(self.cent, rounding=ROUND_CEILING)
         fee = self._fee(notional)
         while notional + fee > portfolio.cash and quantity > 0:  # rounding pushed cost over the cash: one step less
@@ -67,10 +68,10 @@ class PaperBroker:
             notional = (quantity * price).quantize(self.cent, rounding=ROUND_CEILING)
             fee = self._fee(notional)
         if quantity <= 0:
-            return OrderRejected(ts, "buy", "insufficient_cash", f"insufficient cash: {portfolio.cash} available")
+            return OrderRejected(ts, Side.BUY, "insufficient_cash", f"insufficient cash: {portfolio.cash} available")
         if notional < self.rules.min_order_quote or quantity < self.rules.min_order_base:
             return OrderRejected(
-                ts, "buy", "below_minimum",
+                ts, Side.BUY, "below_minimum",
                 f"order below minimum: {quantity} at {price} = {notional} (minimum {self.rules.min_order_quote} quote,"
                 f" {self.rules.min_order_base} base)",
             )

@@ -24,7 +24,7 @@ from typing import Any
 from papertrader.broker.market_rules import MarketRules, auto_tick_size
 from papertrader.broker.paper import Execution, OrderRejected, PaperBroker
 from papertrader.config import Settings
-from papertrader.events import HOLD, CandleVerdict, EngineListener, PortfolioSnapshot, Signal
+from papertrader.events import HOLD, CandleVerdict, EngineListener, PortfolioSnapshot, Side, Signal, VerdictStatus
 from papertrader.features import FeatureEngine
 from papertrader.ledger.csv_logs import PORTFOLIO_HEADER, TRADES_HEADER, CsvLog, fill_row, portfolio_row, \
     snapshot_row, trade_row
@@ -45,13 +45,15 @@ log = logging.getLogger("papertrader.engine")
 _ts_of, _close_of = itemgetter(0), itemgetter(4)
 _LOGGED_REJECTIONS = 20  # rejections logged one by one; after that, every 1000th
 _MIN_CANDLES_FOR_SHARE_WARNING = 50  # the rejected share is judged once this many candles were checked
+#: module-level names of the enum members the per-candle code compares with (as cheap as the literals were)
+_BUY, _SELL, _REJECTED = Side.BUY, Side.SELL, VerdictStatus.REJECTED
 
 
 @dataclass(slots=True)
 class PendingOrder:
     """An order decided at a close, to fill at the next accepted candle's open."""
 
-    side: str  # "buy" | "sell"
+    side: Side  # BUY or SELL
     reason: str
     fraction: float = 0.0  # buys: share of available cash
     lot_id: int = 0  # sells: the lot to close
@@ -85,7 +87,7 @@ class Engine:
         self._fixed_rules = rules
         self.broker: PaperBroker | None = None
         if rules is not None or settings.tick_size is not None:
-            self._set_rules(rules or self._rules_with_tick(settings.tick_size))  # type: ignore[arg-type]
+            self._set_rules(rules or self._rules_with_tick(settings.tick_size))  # type: ignore[arg-type]  # not None here (the if)
         self.exit_rules = ExitRules(settings.take_profit_pct, settings.stop_loss_pct, settings.trailing_stop_pct,
                                     settings.min_profit_for_trailing, settings.emergency_stop_pct)
         self.risk = RiskManager(RiskLimits(
@@ -106,7 +108,6 @@ class Engine:
         self.last_snapshot_ts: int | None = None
         self.entries_blocked: dict[str, int] = {}
         self.orders_rejected = 0
-        self.last_signal: Signal = HOLD
         self._snapshot_every = settings.portfolio_snapshot_every
         self._fills: list[tuple[Any, Decimal, Decimal]] = []
         self._marks: list[PortfolioSnapshot] = []
@@ -166,9 +167,9 @@ class Engine:
         """Run one source item through the pipeline."""
         self.items += 1
         verdict = self._quality_stage(item)
-        if verdict is not OK and (verdict.status == "rejected" or verdict is DUPLICATE):
+        if verdict is not OK and (verdict.status == _REJECTED or verdict is DUPLICATE):
             return verdict
-        candle: Candle = item  # type: ignore[assignment]
+        candle: Candle = item  # type: ignore[assignment]  # the gate rejects every BadRow
         self.accepted += 1
         filled = self._fill_stage(candle)
         signal = self._prediction_stage(candle, self._features_stage(candle))
@@ -181,7 +182,7 @@ class Engine:
         verdict = self.gate.check(item)
         if self.recorder is not None and type(item) is Candle:
             self.recorder.append(format_candle(item))
-        if verdict is not OK and verdict.status == "rejected":
+        if verdict is not OK and verdict.status == _REJECTED:
             self._on_rejected(item, verdict)
         return verdict
 
@@ -226,7 +227,6 @@ class Engine:
         portfolio = self.portfolio
         risk = self.risk
         if signal is not None and self.accepted > self.warmup:
-            self.last_signal = signal
             if signal is not HOLD or (portfolio.lots and risk.time_exits):
                 self._decide(candle, signal)
         ts = candle[0]
@@ -255,11 +255,11 @@ class Engine:
         self._publish_item = None
         verdict = self._publish_verdict
         for listener in self.listeners:
-            listener.on_candle(item, verdict)  # type: ignore[arg-type]
+            listener.on_candle(item, verdict)  # type: ignore[arg-type]  # set with the item
 
     def _on_rejected(self, item: Candle | BadRow, verdict: CandleVerdict) -> None:
         reason = verdict.reasons[0]
-        ts = item.ts if type(item) is Candle else None  # type: ignore[union-attr]
+        ts = item.ts if type(item) is Candle else None
         if ts is not None and not MIN_TS_MS <= ts < MAX_TS_MS:
             ts = None  # the event keeps the message; the column is int64
         self._events.append((ts, "candle_rejected", reason))
@@ -285,17 +285,17 @@ class Engine:
         broker = self.broker
         assert broker is not None
         filled = False
-        orders = sorted(self.pending, key=lambda order: order.side != "sell")  # exits first
+        orders = sorted(self.pending, key=lambda order: order.side != _SELL)  # exits first
         self.pending = []
         for order in orders:
-            if order.side == "sell":
+            if order.side == _SELL:
                 lot = next((lot for lot in self.portfolio.lots if lot.id == order.lot_id), None)
                 if lot is None:
                     continue
-                self._record(broker.sell(candle.ts, lot, broker.slipped(candle.open, "sell"), order.reason))
+                self._record(broker.sell(candle.ts, lot, broker.slipped(candle.open, _SELL), order.reason))
                 self.risk.record_close(candle.ts)
             else:
-                result = broker.buy(candle.ts, broker.slipped(candle.open, "buy"), order.fraction, order.reason)
+                result = broker.buy(candle.ts, broker.slipped(candle.open, _BUY), order.fraction, order.reason)
                 if isinstance(result, OrderRejected):
                     self._reject_order(result)
                     continue
@@ -313,9 +313,9 @@ class Engine:
             if trigger is None:
                 continue
             if trigger.is_stop:
-                price = broker.slipped(trigger.price, "sell")
+                price = broker.slipped(trigger.price, _SELL)
             else:
-                price = broker.rules.price_against(Decimal(repr(trigger.price)), "sell")
+                price = broker.rules.price_against(Decimal(repr(trigger.price)), _SELL)
             self._record(broker.sell(candle.ts, lot, price, trigger.reason))
             self.risk.record_close(candle.ts)
             filled = True
@@ -325,15 +325,15 @@ class Engine:
         decision_ts = candle.ts + self.interval_ms
         risk = self.risk
         lots = self.portfolio.lots
-        exiting = {order.lot_id for order in self.pending if order.side == "sell"} if self.pending else ()
+        exiting = {order.lot_id for order in self.pending if order.side == _SELL} if self.pending else ()
         for lot in lots:
             if lot.id not in exiting:
-                reason = risk.due_exit(lot, decision_ts, signal.side == "sell")
+                reason = risk.due_exit(lot, decision_ts, signal.side == _SELL)
                 if reason is not None:
-                    self.pending.append(PendingOrder("sell", reason, lot_id=lot.id))
-        if signal.side != "buy":
+                    self.pending.append(PendingOrder(_SELL, reason, lot_id=lot.id))
+        if signal.side != _BUY:
             return
-        pending_entries = sum(1 for order in self.pending if order.side == "buy")
+        pending_entries = sum(1 for order in self.pending if order.side == _BUY)
         block = risk.entry_block(decision_ts, len(lots), pending_entries)
         if block is not None:
             self.entries_blocked[block] = self.entries_blocked.get(block, 0) + 1
@@ -341,7 +341,7 @@ class Engine:
         s = self.settings
         fraction = position_fraction(signal.confidence, signal.strength, s.base_position_size,
                                      s.min_position_size, s.max_position_size)
-        self.pending.append(PendingOrder("buy", signal.reason or "signal", fraction=fraction))
+        self.pending.append(PendingOrder(_BUY, signal.reason or "signal", fraction=fraction))
         risk.record_entry_decision()
 
     def _record(self, execution: Execution) -> None:
@@ -462,7 +462,7 @@ class Engine:
         self.portfolio.load_state(state["portfolio"])
         self._view = None
         self.risk.load_state(state["risk"])
-        self.pending = [PendingOrder(*order) for order in state["pending"]]
+        self.pending = [PendingOrder(Side(side), *rest) for side, *rest in state["pending"]]
         self.last_candle = Candle(*state["last_candle"]) if state["last_candle"] else None
         self.last_snapshot_ts = state["last_snapshot_ts"]
         self.entries_blocked = state["entries_blocked"]
@@ -487,7 +487,8 @@ class Engine:
             "final_equity": float(equity),
             "return_pct": round(return_pct(equity, initial), 4),
             "max_drawdown_pct": round(self.risk.state.max_drawdown_pct * 100, 4),
-            "win_rate": round(100.0 * portfolio.winning_lots / portfolio.closed_lots, 2) if portfolio.closed_lots else 0.0,
+            "win_rate": (round(100.0 * portfolio.winning_lots / portfolio.closed_lots, 2)
+                         if portfolio.closed_lots else 0.0),
             "round_trips": portfolio.closed_lots,
             "open_positions": len(portfolio.lots),
             "cash": float(portfolio.cash),

@@ -81,12 +81,12 @@ def make_source(settings: Settings, breakers: BreakerRegistry,
     if settings.source == "replay":
         from papertrader.market.sources.replay import ReplaySource
 
-        return ReplaySource(settings.replay_file)  # type: ignore[arg-type]
+        return ReplaySource(settings.replay_file)  # type: ignore[arg-type]  # settings require REPLAY_FILE for replay
     if settings.source == "synthetic":
         from papertrader.market.sources.synthetic import SyntheticSource
 
         return SyntheticSource(settings.seed, settings.interval_ms, settings.synthetic_start_ms)
-    from papertrader.market.sources.bitvavo import BitvavoSource  # type: ignore[import-not-found]
+    from papertrader.market.sources.bitvavo import BitvavoSource
 
     return BitvavoSource(settings, breakers.breakers["data_collection"], on_request=on_request)
 
@@ -519,7 +519,8 @@ def format_summary(summary: dict[str, Any], state_dir: Path | None = None) -> st
     lines = [
         f"symbol            {summary['symbol']}",
         f"candles           {summary['candles']} (rejected {summary['rejected_candles']}, gaps {summary['gaps']})",
-        f"trades            {summary['trades']} ({summary['round_trips']} round trips, win rate {summary['win_rate']}%)",
+        f"trades            {summary['trades']} ({summary['round_trips']} round trips, "
+        f"win rate {summary['win_rate']}%)",
         f"final equity      {summary['final_equity']:.2f} (return {summary['return_pct']}%,"
         f" max drawdown {summary['max_drawdown_pct']}%)",
         f"fees paid         {summary['fees_paid']:.2f}",

@@ -6,11 +6,12 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from papertrader.errors import PapertraderError
 from papertrader.features import indicators as ind
 from papertrader.market.candle import Candle
 
 
-class UnknownFeatureError(ValueError):
+class UnknownFeatureError(PapertraderError, ValueError):
     """A feature name that the engine cannot compute."""
 
 
@@ -53,10 +54,10 @@ def parse_feature(name: str) -> tuple[str, Callable[[], ind.Indicator]]:
     match = _NAME.match(name)
     if match and match.group(1) in _PARAMETRIC and int(match.group(2)) >= 1:
         kind, n = match.group(1), int(match.group(2))
-        cls, key = _PARAMETRIC[kind]
+        cls, make_key = _PARAMETRIC[kind]
         if kind in ("volatility", "volume_z", "bb_width", "bb_pos") and n < 2:
             raise UnknownFeatureError(f"feature {name!r}: window must be >= 2")
-        return key(n), lambda: cls(n)
+        return make_key(n), lambda: cls(n)
     known = ", ".join(sorted([f"{k}_<n>" for k in _PARAMETRIC] + list(_FIXED)))
     raise UnknownFeatureError(f"unknown feature {name!r}; known: {known}")
 
@@ -76,7 +77,7 @@ class FeatureEngine:
         #: when every indicator is a function of the close alone (moving averages, as sma-cross needs): their
         #: ``(output, close_push)`` pairs, called directly; otherwise None and every indicator's ``update`` runs
         self._close_pushes: list[tuple[str, Callable[[float], float]]] | None = (
-            [(indicator.outputs[0], indicator.close_push) for indicator in indicators]  # type: ignore[misc]
+            [(indicator.outputs[0], indicator.close_push) for indicator in indicators]  # type: ignore[misc]  # close_push not None: checked
             if indicators and all(indicator.close_push is not None for indicator in indicators) else None)
         self.values: dict[str, float] = {}
         self.count = 0

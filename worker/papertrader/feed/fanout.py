@@ -55,7 +55,7 @@ class _Client:
         self.ws = ws
         self.backlog: deque[bytes] = deque()
         self.drainer: asyncio.Task[None] | None = None
-        self.peer = "%s:%s" % tuple(ws.remote_address[:2]) if ws.remote_address else "?"
+        self.peer = "{}:{}".format(*ws.remote_address[:2]) if ws.remote_address else "?"
         self.closed = False
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import struct
 
+from papertrader.errors import PapertraderError
+
 HEADER = struct.Struct("!IB")
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 
@@ -26,7 +28,7 @@ STATS = ord("t")
 LOG = ord("l")
 
 
-class FrameError(ValueError):
+class FrameError(PapertraderError, ValueError):
     """The peer sent something that is not a frame (a bug, or the wrong file descriptor)."""
 
 

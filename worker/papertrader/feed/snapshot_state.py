@@ -2,13 +2,13 @@
 
 The worker sends one full snapshot (``ipc.SNAPSHOT``) when the fan-out asks; after that every message the fan-out
 broadcasts (candle, trade, health) and the per-flush ``ipc.STATE`` frame (portfolio valued at the last candle,
-features, summary) update this
-copy, so clients that connect later are served here without asking the engine's process for anything. The copy is
-only trusted while the worker keeps sending, i.e. while the fan-out has clients: ``forget()`` when the last one
-leaves. Its health report is only trusted for HEALTH_MAX_AGE_SECONDS: a client arriving later (a quiet or stalled
-market, when health matters most) gets a full snapshot from the worker again. The serialised snapshot is built once per state version and shared by the clients that connect before the
-next change (the seed's feature cache: FEATURE_CACHE_SIZE = 0 builds one per client, CACHE_TTL_SECONDS bounds the
-age of a shared one); ``hits`` and ``misses`` count that.
+features, summary) update this copy, so clients that connect later are served here without asking the engine's
+process for anything. The copy is only trusted while the worker keeps sending, i.e. while the fan-out has clients:
+``forget()`` when the last one leaves. Its health report is only trusted for HEALTH_MAX_AGE_SECONDS: a client
+arriving later (a quiet or stalled market, when health matters most) gets a full snapshot from the worker again. The
+serialised snapshot is built once per state version and shared by the clients that connect before the next change
+(the seed's feature cache: FEATURE_CACHE_SIZE = 0 builds one per client, CACHE_TTL_SECONDS bounds the age of a
+shared one); ``hits`` and ``misses`` count that.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from papertrader.events import Fill, PortfolioSnapshot
+from papertrader.events import Fill, PortfolioSnapshot, Side
 
 
 @dataclass(slots=True)
@@ -64,7 +64,7 @@ class Portfolio:
         self.next_lot_id += 1
         self.lots.append(lot)
         self._move_cash(-(notional + fee), fee)
-        return Fill(ts, self.symbol, "buy", quantity, price, fee, Decimal(0), reason, lot.id)
+        return Fill(ts, self.symbol, Side.BUY, quantity, price, fee, Decimal(0), reason, lot.id)
 
     def book_sell(self, ts: int, lot: Lot, price: Decimal, notional: Decimal, fee: Decimal, reason: str) -> Fill:
         self.lots.remove(lot)
@@ -74,7 +74,7 @@ class Portfolio:
         if pnl > 0:
             self.winning_lots += 1
         self._move_cash(notional - fee, fee)
-        return Fill(ts, self.symbol, "sell", lot.quantity, price, fee, pnl, reason, lot.id)
+        return Fill(ts, self.symbol, Side.SELL, lot.quantity, price, fee, pnl, reason, lot.id)
 
     def _move_cash(self, amount: Decimal, fee: Decimal) -> None:
         self.cash += amount

@@ -35,6 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from papertrader.errors import PapertraderError
 from papertrader.events import Fill, PortfolioSnapshot
 
 SCHEMA_VERSION = "1"
@@ -60,8 +61,11 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 """
 
 
-class LedgerError(RuntimeError):
+class LedgerError(PapertraderError, RuntimeError):
     """The state database is unusable or inconsistent."""
+
+    exit_code = 2
+    keep_in_logs = True
 
 
 class LedgerStore:

@@ -13,6 +13,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from papertrader.errors import PapertraderError
 from papertrader.market.candle import Candle
 
 COLUMNS = ("timestamp_ms", "open", "high", "low", "close", "volume")
@@ -25,8 +26,11 @@ _BOM = b"\xef\xbb\xbf"
 _OVERLONG = bytes(bytearray(b"\x00overlong"))  # stands for a line that was too long (compared by identity)
 
 
-class CandleFileError(ValueError):
+class CandleFileError(PapertraderError, ValueError):
     """The file cannot be used at all (no header, missing column, no data). Message names the line."""
+
+    exit_code = 2
+    keep_in_logs = True
 
 
 class BadRow(NamedTuple):

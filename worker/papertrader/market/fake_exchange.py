@@ -171,7 +171,6 @@ class FakeBitvavo:
                 "maxOrderInQuoteAsset": "1000000000", "quantityDecimals": quantity_decimals, "notionalDecimals": 2,
                 "tickSize": tick_size, "maxOpenOrders": 100, "feeCategory": "A", "orderTypes": ["market", "limit"]}
             for name in dict.fromkeys(m for m, _ in self.feeds)}
-        self.markets_entry = self.markets_entries[market]
         self.serve_markets = serve_markets
         self.rest_includes_forming = rest_includes_forming
         self.host = host
@@ -246,7 +245,7 @@ class FakeBitvavo:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])  # the bound port (port 0 picks a free one)
         self._t0 = time.monotonic()
         if not self._paused:
             self._running.set()
@@ -523,7 +522,7 @@ def _synthetic(count: int, interval: str, seed: int) -> list[Candle]:
     from papertrader.market.sources.synthetic import SyntheticSource
 
     source = SyntheticSource(seed, interval_ms(interval), 1_704_067_200_000)
-    return list(asyncio.run(source.next_batch(count)))  # type: ignore[arg-type]
+    return list(asyncio.run(source.next_batch(count)))  # type: ignore[arg-type]  # synthetic: never None
 
 
 def _indices(text: str | None) -> set[int]:

@@ -17,20 +17,20 @@ when the strategy would predict in the worker.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from papertrader.errors import PapertraderError
 from papertrader.features import FeatureEngine
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import CandleFileError, CandleFileReader
 from papertrader.quality import DUPLICATE, DataQualityGate, describe_rejections
 
 
-class DatasetError(ValueError):
+class DatasetError(PapertraderError, ValueError):
     """The data cannot be used for training (message says why and what is needed)."""
 
 
@@ -61,7 +61,7 @@ def load_candles(paths: Sequence[Path | str], interval_ms: int, gate_settings: d
                  ) -> CandleSet:
     """Read candle files in the given order through the worker's data-quality gate."""
     gate_settings = gate_settings or {}
-    gate = DataQualityGate(interval_ms, **gate_settings)  # type: ignore[arg-type]
+    gate = DataQualityGate(interval_ms, **gate_settings)  # type: ignore[arg-type]  # the gate checks its own options
     candles: list[Candle] = []
     files: list[dict[str, object]] = []
     for raw_path in paths:
@@ -79,14 +79,15 @@ def load_candles(paths: Sequence[Path | str], interval_ms: int, gate_settings: d
                 for item in batch:
                     verdict = gate.check(item)
                     if verdict.accepted and verdict is not DUPLICATE:
-                        candles.append(item)  # type: ignore[arg-type]
+                        candles.append(item)  # type: ignore[arg-type]  # accepted: a Candle
         finally:
             reader.close()
         if rows == 0:
             raise CandleFileError(f"{path}: line 2: no candle rows after the header")
         files.append({"path": str(path), "name": path.name, "sha256": file_sha256(path), "rows": rows})
     counters = gate.counters
-    note = describe_rejections(counters, counters.accepted + counters.rejected, interval_ms) if counters.rejected else None
+    checked = counters.accepted + counters.rejected
+    note = describe_rejections(counters, checked, interval_ms) if counters.rejected else None
     return CandleSet(candles, files, counters.rejected, dict(counters.reasons), note)
 
 
@@ -155,12 +156,3 @@ def windows(features_scaled: np.ndarray, index: np.ndarray, seq_len: int) -> np.
     view = np.lib.stride_tricks.sliding_window_view(features_scaled, seq_len, axis=0)  # (N-seq+1, F, seq)
     return np.ascontiguousarray(view[index - (seq_len - 1)].transpose(0, 2, 1), dtype=np.float32)
 
-
-def min_candles_needed(lookback: int, seq_len: int, horizon: int, purge: int, folds: int, min_test: int,
-                       min_train: int, min_val: int) -> int:
-    """How many accepted candles training needs with these settings (used in the 'too little data' error)."""
-    return lookback + seq_len + horizon + min_train + purge + min_val + purge + folds * min_test + 1
-
-
-def is_finite_vector(vector: Sequence[float]) -> bool:
-    return all(math.isfinite(v) for v in vector)

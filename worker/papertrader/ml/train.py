@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from papertrader.errors import PapertraderError
 from papertrader.features.engine import DEFAULT_FEATURES
 from papertrader.market.candle import Candle
 from papertrader.ml import artifact
-from papertrader.ml.dataset import CandleSet, Dataset, DatasetError, build_dataset, label_definition, windows
+from papertrader.ml.dataset import CandleSet, Dataset, build_dataset, label_definition, windows
 from papertrader.ml.metrics import auc, classification_report, log_loss
 from papertrader.ml.model import build_model
 from papertrader.ml.scaling import apply_scaler, fit_scaler
@@ -86,7 +87,7 @@ class Fold:
     test: tuple[int, int]
 
 
-class TrainingError(ValueError):
+class TrainingError(PapertraderError, ValueError):
     """Training cannot run with this data/configuration (one clear line)."""
 
 
@@ -329,7 +330,7 @@ def _package_version() -> str:
         from importlib.metadata import version
 
         return version("papertrader")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no installed metadata (a source tree)
         return "unknown"
 
 

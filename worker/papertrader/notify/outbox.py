@@ -36,7 +36,6 @@ class Notification:
     seq: int
     category: str = field(compare=False)
     text: str = field(compare=False)
-    created: float = field(compare=False, default_factory=time.monotonic)
     #: for an (aggregated) error: its kind, message and how many times it occurred
     error: tuple[str, str, int] | None = field(compare=False, default=None)
     #: resolved with whether the transport delivered it (the fleet notifier acknowledges criticals only then)
@@ -217,7 +216,7 @@ async def stop_tasks(tasks: list[asyncio.Task[None]], busy: Callable[[], bool], 
     for task in tasks:
         try:
             await task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping: each task's end is only awaited
             pass
     tasks.clear()
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from papertrader.events import BaseListener, Fill
+from papertrader.events import BaseListener, Fill, Side
 from papertrader.notify.outbox import ICONS, HourlyLimits, Notification, Outbox, OutboxFront, stop_tasks
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class TelegramBot:
         if self.bot is not None:
             try:
                 await self.bot.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - shutting down: a failing bot close changes nothing
                 pass
 
     def redact(self, text: str) -> str:
@@ -281,6 +281,6 @@ class NotifyListener(BaseListener):
         notifier = self.notifier
         if not notifier.enabled:
             return
-        pnl = f", P&L {fill.realized_pnl}" if fill.side == "sell" else ""
+        pnl = f", P&L {fill.realized_pnl}" if fill.side == Side.SELL else ""
         notifier.notify("trade", f"{fill.side.upper()} {fill.quantity} {self.symbol} @ {fill.price} "
                                  f"(fee {fill.fee}{pnl}) - {fill.reason}", "normal")

@@ -52,9 +52,11 @@ class ControlCredential:
                 return self._token
             token = self._file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            return self._unusable(f"cannot be read ({exc})")
+            self._unusable(f"cannot be read ({exc})")
+            return None
         if not token:
-            return self._unusable("the file is empty")
+            self._unusable("the file is empty")
+            return None
         self._token, self._file_stamp = token, (stat.st_mtime_ns, stat.st_size)
         return token
 

@@ -27,10 +27,12 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from papertrader.aio import cancel_and_wait
 from papertrader.ledger.returns import drawdown, return_pct
+from papertrader.resilience import BreakerState
 
 if TYPE_CHECKING:
     from papertrader.config_groups import HealthSettings
@@ -38,7 +40,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("papertrader.health")
 
-LEVELS: tuple[tuple[float, str], ...] = ((90.0, "excellent"), (75.0, "good"), (60.0, "fair"), (40.0, "poor"))
+class HealthLevel(StrEnum):
+    """The seed's health levels, best first (the plain value is what /health, the feed and Telegram show)."""
+
+    EXCELLENT = "excellent"
+    GOOD = "good"
+    FAIR = "fair"
+    POOR = "poor"
+    CRITICAL = "critical"
+
+
+#: the lowest score of each level but the last
+LEVELS: tuple[tuple[float, HealthLevel], ...] = (
+    (90.0, HealthLevel.EXCELLENT), (75.0, HealthLevel.GOOD), (60.0, HealthLevel.FAIR), (40.0, HealthLevel.POOR))
 
 #: component -> weight (sums to 100)
 WEIGHTS: dict[str, float] = {
@@ -56,12 +70,12 @@ MEMORY_GOOD_BYTES = 1 << 30  # the seed's "keep under 1 GB"
 AUTO_STUCK_SECONDS = 60.0  # working on what it has without progress for this long: stuck (any candle interval)
 
 
-def level_for(score: float) -> str:
+def level_for(score: float) -> HealthLevel:
     """The seed's levels: excellent >= 90, good >= 75, fair >= 60, poor >= 40, critical below."""
     for threshold, name in LEVELS:
         if score >= threshold:
             return name
-    return "critical"
+    return HealthLevel.CRITICAL
 
 
 class Fanout(Protocol):
@@ -146,7 +160,7 @@ class HealthMonitor:
         for listener in self.listeners:
             try:
                 listener(report)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a listener must never stop the health loop
                 log.exception("health listener failed")
 
     def _watch(self) -> None:
@@ -226,7 +240,7 @@ class HealthMonitor:
         stalled = max(self.loop_lag, lag) > self.stall_after
         stuck = self.stuck(f)
         alive = not (stalled or stuck)
-        detail = {
+        detail: dict[str, Any] = {
             "alive": alive,
             "pipeline_stuck": stuck,
             "seconds_since_progress": round(self.progress_age(f), 3),
@@ -307,8 +321,8 @@ class HealthMonitor:
                             + (f", {age_s / 86400:.1f} days old" if age_s is not None else "")}
 
         states = {name: state.value for name, state in f.breakers.items()}
-        opened = [n for n, st in states.items() if st == "OPEN"]
-        half = [n for n, st in states.items() if st == "HALF_OPEN"]
+        opened = [n for n, st in states.items() if st == BreakerState.OPEN]
+        half = [n for n, st in states.items() if st == BreakerState.HALF_OPEN]
         score = 0.0 if "data_collection" in opened else max(0.0, 100.0 - 40.0 * len(opened) - 15.0 * len(half))
         out["circuit_breakers"] = {"score": score, "detail": ", ".join(f"{n} {st}" for n, st in states.items())}
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from papertrader.errors import PapertraderError
 from papertrader.aio import cancel_and_wait
 from papertrader.observability.control_auth import ControlCredential
 
@@ -73,7 +74,7 @@ def json_depth(raw: bytes) -> int:
     return deepest
 
 
-class HttpError(Exception):
+class HttpError(PapertraderError):
     """Answer with this status and close the connection."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -212,7 +212,6 @@ class MetricsListener(BaseListener):
         self.prediction = FastHistogram(PREDICTION_BUCKETS)
         self.predictions = 0
         self.errors = errors
-        self.last_model_version: str | None = None
 
     def on_fill(self, fill: Fill) -> None:
         self.trades[fill.side] = self.trades.get(fill.side, 0) + 1
@@ -220,7 +219,6 @@ class MetricsListener(BaseListener):
     def on_prediction(self, prediction: Prediction) -> None:
         self.prediction.observe(prediction.duration_s)
         self.predictions += 1
-        self.last_model_version = prediction.model_version
 
     def on_ticks_done(self, items: Sequence[Candle], durations_s: Sequence[float]) -> None:
         self.tick.observe_many(durations_s)
@@ -287,7 +285,7 @@ class WorkerCollector(Collector):
         s = [symbol]
         candle = f.last_candle
 
-        family = _counter("papertrader_candles_processed_total", ["symbol"])
+        family: CounterMetricFamily | GaugeMetricFamily = _counter("papertrader_candles_processed_total", ["symbol"])
         family.add_metric(s, f.accepted)
         yield family
         family = _counter("papertrader_trades_total", ["symbol", "side"])
@@ -381,12 +379,12 @@ class WorkerCollector(Collector):
         family.add_metric([], feed.stat("slow_disconnects") if feed else 0)
         yield family
 
-        family = HistogramMetricFamily("papertrader_exchange_request_duration_seconds",
-                                       METRICS["papertrader_exchange_request_duration_seconds"][1],
-                                       labels=["endpoint"])
+        requests = HistogramMetricFamily("papertrader_exchange_request_duration_seconds",
+                                         METRICS["papertrader_exchange_request_duration_seconds"][1],
+                                         labels=["endpoint"])
         for endpoint, hist in sorted(list(_exchange_requests.items())):
-            family.add_metric([endpoint], hist.buckets(), hist.sum)
-        yield family
+            requests.add_metric([endpoint], hist.buckets(), hist.sum)
+        yield requests
 
         family = _counter("papertrader_errors_total", ["kind"])
         for kind, count in sorted(listener.errors.by_kind.items()):

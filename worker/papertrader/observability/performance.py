@@ -1,10 +1,10 @@
 """The seed's performance monitoring without Prometheus: a periodic report in ``performance.log`` and custom
 alert rules evaluated against it, sent as notifications (``send_performance_alert``).
 
-Report metrics (names usable in rules): ``candles_per_minute``, ``predictions_per_minute``,
-``api_response_time_s`` (mean exchange request time in the period), ``error_rate_pct`` (errors per 100 candles
-in the period), ``errors_per_minute``, ``memory_mb``, ``cache_hit_ratio`` (0-1, the WebSocket snapshot cache, once 20 clients were served),
-``tick_p99_s``, ``health_score``, ``data_quality_score``, ``drawdown_pct``, ``win_rate_pct``.
+Report metrics (names usable in rules): ``candles_per_minute``, ``predictions_per_minute``, ``api_response_time_s``
+(mean exchange request time in the period), ``error_rate_pct`` (errors per 100 candles in the period),
+``errors_per_minute``, ``memory_mb``, ``cache_hit_ratio`` (0-1, the WebSocket snapshot cache, once 20 clients were
+served), ``tick_p99_s``, ``health_score``, ``data_quality_score``, ``drawdown_pct``, ``win_rate_pct``.
 
 Rules (PERFORMANCE_ALERT_RULES, JSON or YAML list): ``{"metric": ..., "op": ">"|"<"|">="|"<=", "threshold": x,
 "recommendation": "...", "alert_type": "..."}``. A rule alerts when it starts to hold and again at most once
@@ -194,5 +194,5 @@ class PerformanceMonitor:
             await asyncio.sleep(self.interval)
             try:
                 self.report()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a report failing must not end the loop
                 log.exception("performance report failed")

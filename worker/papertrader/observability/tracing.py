@@ -25,7 +25,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from papertrader.events import CandleVerdict
+from papertrader.events import CandleVerdict, VerdictStatus
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Tracing:
     def shutdown(self) -> None:
         try:
             self.provider.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the exporter failing at exit: logged, never raised
             log.exception("tracing shutdown failed")
 
 
@@ -147,8 +147,8 @@ class EngineTracer:
         engine = self.engine
         for name in ("process", "commit", *(f"_{stage}_stage" for stage in engine.STAGES)):
             self._originals[name] = getattr(engine, name)
-        engine.process = self.process  # type: ignore[method-assign]
-        engine.commit = self.commit  # type: ignore[method-assign]
+        engine.process = self.process  # type: ignore[method-assign]  # tracing wraps the stages (issue 14: a stage hook)
+        engine.commit = self.commit  # type: ignore[method-assign]  # as above
         for stage in engine.STAGES:
             setattr(engine, f"_{stage}_stage", self._traced_stage(stage, self._originals[f"_{stage}_stage"]))
 
@@ -179,7 +179,7 @@ class EngineTracer:
         try:
             verdict = process(item)
             root.set_attribute("verdict", verdict.status)
-            if verdict.status == "rejected" and verdict.reasons:
+            if verdict.status == VerdictStatus.REJECTED and verdict.reasons:
                 root.set_attribute("reject.reason", verdict.reasons[0])
             return verdict
         finally:

@@ -25,6 +25,7 @@ from papertrader.observability.http import HttpServer
 from papertrader.observability.metrics import (ErrorCounter, ErrorLogHandler, MetricsListener, WorkerCollector,
                                                build_registry)
 from papertrader.observability.performance import PerformanceMonitor
+from papertrader.resilience import BreakerState
 from papertrader.observability.tracing import EngineTracer, Tracing, install_log_correlation, sampling_stride, \
     tracing_requested
 
@@ -160,10 +161,10 @@ class Observability:
     def _on_breaker(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
         if breaker.name == "notifications":
             return
-        if new.value == "OPEN":
+        if new is BreakerState.OPEN:
             priority = "critical" if breaker.name in ("data_collection", "trading") else "high"
             self.notifier.notify("system", f"{self.symbol}: circuit breaker {breaker.name} OPEN", priority)
-        elif new.value == "CLOSED":
+        elif new is BreakerState.CLOSED:
             self.notifier.notify("system", f"{self.symbol}: circuit breaker {breaker.name} closed again", "normal")
 
     def _on_health(self, report: dict[str, Any]) -> None:

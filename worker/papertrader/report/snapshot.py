@@ -18,9 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from papertrader.errors import PapertraderError
 
-class ReportInputError(ValueError):
+
+class ReportInputError(PapertraderError, ValueError):
     """A state directory cannot be read as a run."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True, slots=True)

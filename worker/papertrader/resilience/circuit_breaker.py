@@ -13,16 +13,18 @@ import logging
 import time
 from collections.abc import Callable
 
+from papertrader.errors import PapertraderError
+
 log = logging.getLogger("papertrader.resilience")
 
 
-class BreakerState(enum.Enum):
+class BreakerState(enum.StrEnum):
     CLOSED = "CLOSED"
     OPEN = "OPEN"
     HALF_OPEN = "HALF_OPEN"
 
 
-class BreakerOpenError(RuntimeError):
+class BreakerOpenError(PapertraderError, RuntimeError):
     """Raised by :meth:`CircuitBreaker.check` while the breaker refuses calls."""
 
 
@@ -123,6 +125,3 @@ class BreakerRegistry:
 
     def get(self, name: str) -> CircuitBreaker | None:
         return self.breakers.get(name)
-
-    def open_names(self) -> list[str]:
-        return [name for name, breaker in self.breakers.items() if breaker.is_open]

@@ -63,7 +63,7 @@ class Strategy(ABC):
         """JSON-serialisable internal state (None when stateless)."""
         return None
 
-    def load_state(self, state: Any) -> None:
+    def load_state(self, state: Any) -> None:  # noqa: B027 - optional hook: a stateless strategy has nothing to restore
         """Restore what :meth:`state` returned."""
 
     def status(self) -> dict[str, Any]:

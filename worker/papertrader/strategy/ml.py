@@ -11,12 +11,12 @@ rolling buffer of the last ``seq_len`` vectors, scales only the new vector, and 
   strength >= MIN_SIGNAL_STRENGTH and a position is open; otherwise hold.
 
 Hot swap: with ``--model DIR`` holding versions and a ``current`` pointer, the pointer is checked every
-MODEL_RELOAD_CHECK_CANDLES candles, at most once per :attr:`MlStrategy.reload_min_seconds` (1 s) of wall time — a live
-worker checks at every candle, a replay about once a second: a ``stat`` per candle cost ~15 us of the hot path
-(the system call also slows the matrix-vector product after it). A new version is loaded and validated completely (same feature list, format
-and feature-code version) before it replaces the running one, from the next candle on. A refused version is
-logged once and the old model keeps running. The version in use is part of :meth:`state`, so a resumed worker
-reloads that version and continues byte for byte. MODEL_VERSION pins a version (no hot swap).
+MODEL_RELOAD_CHECK_CANDLES candles, at most once per :attr:`MlStrategy.reload_min_seconds` (1 s) of wall time — a
+live worker checks at every candle, a replay about once a second: a ``stat`` per candle cost ~15 us of the hot path
+(the system call also slows the matrix-vector product after it). A new version is loaded and validated completely
+(same feature list, format and feature-code version) before it replaces the running one, from the next candle on. A
+refused version is logged once and the old model keeps running. The version in use is part of :meth:`state`, so a
+resumed worker reloads that version and continues byte for byte. MODEL_VERSION pins a version (no hot swap).
 
 Failures of the prediction itself go to the prediction circuit breaker; while it is open the strategy holds.
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from papertrader.events import HOLD, Prediction, Signal
+from papertrader.events import HOLD, Prediction, Side, Signal
 from papertrader.market.candle import Candle
 from papertrader.ml.artifact import POINTER, ModelError, resolve
 from papertrader.risk.sizing import strength_level
@@ -145,7 +145,8 @@ class MlStrategy(Strategy):
         if strength < self.min_strength:
             return HOLD
         level, _ = strength_level(strength)
-        return Signal("buy" if up else "sell", confidence, strength, f"ml_{'up' if up else 'down'}_{level.lower()}")
+        side = Side.BUY if up else Side.SELL
+        return Signal(side, confidence, strength, f"ml_{'up' if up else 'down'}_{level.lower()}")
 
     # --- the rolling window ------------------------------------------------------------------------------------
     def _push(self, vector: Any) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from papertrader.errors import PapertraderError
+
 if TYPE_CHECKING:
     from papertrader.config import Settings
     from papertrader.strategy.base import Strategy
@@ -16,8 +18,10 @@ BUILTIN: dict[str, str] = {
 }
 
 
-class UnknownStrategyError(ValueError):
+class UnknownStrategyError(PapertraderError, ValueError):
     """No strategy of that name."""
+
+    exit_code = 2
 
 
 def strategy_names() -> list[str]:
@@ -36,5 +40,6 @@ def create_strategy(settings: Settings) -> Strategy:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise UnknownStrategyError(f"invalid setting STRATEGY={settings.strategy}: cannot load {target} ({exc})") from None
+        message = f"invalid setting STRATEGY={settings.strategy}: cannot load {target} ({exc})"
+        raise UnknownStrategyError(message) from None
     return cls(settings)

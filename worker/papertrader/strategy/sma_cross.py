@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from papertrader.events import HOLD, Signal
+from papertrader.events import HOLD, Side, Signal
 from papertrader.market.candle import Candle
 from papertrader.strategy.base import PositionView, Strategy
 
-BUY = Signal("buy", confidence=0.5, strength=0.5, reason="sma_cross_up")
-SELL = Signal("sell", confidence=0.5, strength=0.5, reason="sma_cross_down")
+BUY = Signal(Side.BUY, confidence=0.5, strength=0.5, reason="sma_cross_up")
+SELL = Signal(Side.SELL, confidence=0.5, strength=0.5, reason="sma_cross_down")
 
 
 class SmaCross(Strategy):

@@ -12,13 +12,14 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+from papertrader.errors import PapertraderError
 from papertrader.market.candle import Candle
 
 RATE_LIMIT_CODES = frozenset({103, 105, 110})
 _EXPIRY = re.compile(r"\bat (\d{10,})")
 
 
-class ParseError(ValueError):
+class ParseError(PapertraderError, ValueError):
     """An unparseable payload; the message says what was wrong (one line)."""
 
 

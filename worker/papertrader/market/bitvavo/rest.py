@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from papertrader.errors import PapertraderError
 from papertrader.market.bitvavo.clock import ExchangeClock
 from papertrader.market.bitvavo.parse import (
     MarketInfo,
@@ -33,7 +34,7 @@ log = logging.getLogger("papertrader.market.bitvavo")
 MAX_CANDLES_PER_REQUEST = 1440
 
 
-class RestError(RuntimeError):
+class RestError(PapertraderError, RuntimeError):
     """A failed REST request (network, timeout, HTTP error, error payload, unparseable body)."""
 
     def __init__(self, message: str, status: int | None = None, code: int | None = None) -> None:
@@ -69,7 +70,6 @@ class BitvavoRest:
         self.limiter = limiter
         self._http = LazySession(timeout_s)
         self.pages = 0
-        self.candles_fetched = 0
         self.errors = 0
 
     async def close(self) -> None:
@@ -149,7 +149,6 @@ class BitvavoRest:
         except ParseError as exc:
             raise RestError(f"GET /{symbol}/candles: {exc}") from None
         self.pages += 1
-        self.candles_fetched += len(candles)
         return [c for c in candles if start <= c.ts < end]
 
     async def candles_range(self, symbol: str, interval: str, interval_ms: int, first_ts: int,

@@ -11,10 +11,12 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from papertrader.errors import PapertraderError
+
 log = logging.getLogger("papertrader.market.bitvavo")
 
 
-class StreamError(RuntimeError):
+class StreamError(PapertraderError, RuntimeError):
     """The connection could not be opened, was closed, or went stale."""
 
 

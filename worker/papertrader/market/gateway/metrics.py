@@ -43,7 +43,7 @@ class _Snapshot(Collector):
     def __init__(self, snapshot: dict[str, Any]) -> None:
         self.s = snapshot
 
-    def _family(self, name: str) -> Metric:
+    def _family(self, name: str) -> CounterMetricFamily | GaugeMetricFamily:
         kind, help_text, labels = METRICS[name]
         if kind == "counter":
             return CounterMetricFamily(name.removesuffix("_total"), help_text, labels=labels)

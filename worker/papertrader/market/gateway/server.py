@@ -1,15 +1,17 @@
 """The client-facing side of the gateway: Bitvavo's REST and WebSocket wire format, served from the cache.
 
 REST: ``/v2/time`` from the gateway's exchange clock (synchronised upstream every few seconds), ``/v2/markets``
-cached for a TTL, ``/v2/{market}/candles`` from the cache when it covers the range, else only the uncovered tail
-(or the whole request) upstream, coalesced. When what is missing begins at the bar the stream is still forming (a
-client whose clock has just passed the bar's end), the gateway waits up to ``GATEWAY_CLOSE_WAIT_SECONDS`` for the
-stream's next updates, which close it, instead of asking the exchange (a quiet market: then it asks). Budget refusals and upstream rate limits are answered with HTTP 429,
-errorCode 110 and ``bitvavo-ratelimit-resetat`` (gateway exchange time); an unreachable exchange with 503.
+cached for a TTL, ``/v2/{market}/candles`` from the cache when it covers the range, else only the uncovered tail (or
+the whole request) upstream, coalesced. When what is missing begins at the bar the stream is still forming (a client
+whose clock has just passed the bar's end), the gateway waits up to ``GATEWAY_CLOSE_WAIT_SECONDS`` for the stream's
+next updates, which close it, instead of asking the exchange (a quiet market: then it asks). Budget refusals and
+upstream rate limits are answered with HTTP 429, errorCode 110 and ``bitvavo-ratelimit-resetat`` (gateway exchange
+time); an unreachable exchange with 503.
 WebSocket ``/v2/``: ``subscribe`` / ``unsubscribe`` to ``candles`` and ``getTime``; frames are forwarded as
-received, through a bounded queue per client (a client that stops reading is closed, never waited for). Until the gateway is ready (upstream connected, clock synchronised), upgrades are refused (503) and every client socket is closed on
-a drop, so workers gap-fill through REST exactly as after a drop of the exchange itself.
-``/healthz`` (alive), ``/readyz`` (upstream connected and clock synchronised), ``/metrics``.
+received, through a bounded queue per client (a client that stops reading is closed, never waited for). Until the
+gateway is ready (upstream connected, clock synchronised twice), upgrades are refused (503), and every client socket
+is closed on a drop, so workers gap-fill through REST exactly as after a drop of the exchange itself. ``/healthz``
+(alive), ``/readyz`` (upstream connected and clock synchronised), ``/metrics``.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class Gateway:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])  # the bound port (port 0 picks a free one)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.stream.run()), loop.create_task(self._clock_loop())]
         log.info("market gateway listening on %s:%d (upstream %s, %s; budget %d per %g s)", self.settings.host,
@@ -283,18 +285,19 @@ class Gateway:
         pairs.update(added)  # after the reply is queued: the pair's frames follow it
 
     async def _on_frame(self, text: str, message: dict[str, Any]) -> None:
-        pair = (message.get("market"), message.get("interval"))
-        if not isinstance(pair[0], str) or pair[1] not in INTERVAL_MS:
+        market, interval = message.get("market"), message.get("interval")
+        if not isinstance(market, str) or not isinstance(interval, str) or interval not in INTERVAL_MS:
             return
-        cache = self._cache(pair)  # type: ignore[arg-type]
+        pair = (market, interval)
+        cache = self._cache(pair)
         rows = message.get("candle")
         if isinstance(rows, list):
             for row in rows:
                 if isinstance(row, list) and len(row) >= 6 and isinstance(row[0], int):
                     cache.on_stream(row)
                     self.clock.observe(row[0])
-        self._last_frame[pair] = time.monotonic()  # type: ignore[index]
-        seen = self._frame_seen.pop(pair, None)  # type: ignore[arg-type]
+        self._last_frame[pair] = time.monotonic()
+        seen = self._frame_seen.pop(pair, None)
         if seen is not None:
             seen.set()
         for link in list(self.clients.values()):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from typing import Any
+
+from papertrader.errors import PapertraderError
 
 
-class GatewayConfigError(ValueError):
+class GatewayConfigError(PapertraderError, ValueError):
     """A bad setting (one line naming it)."""
 
 
@@ -52,12 +55,12 @@ class GatewaySettings:
                 raw = environ.get(field.name.upper())
             if raw in (None, ""):
                 continue
-            kind = type(field.default)
+            kind: type[Any] = type(field.default)  # every field has a plain default (str, int, float)
             try:
                 value = kind(raw)
             except ValueError:
                 raise GatewayConfigError(f"{field.name.upper()}={raw!r}: expected a {kind.__name__}") from None
-            if kind in (int, float) and (value < 0 or (value == 0 and field.name != "gateway_port")):  # type: ignore[operator]
+            if kind in (int, float) and (value < 0 or (value == 0 and field.name != "gateway_port")):
                 raise GatewayConfigError(f"{field.name.upper()}={raw!r}: must be positive")
             out[field.name] = value
-        return cls(**out)  # type: ignore[arg-type]
+        return cls(**out)  # type: ignore[arg-type]  # each value has its field's type

@@ -27,7 +27,7 @@ class CandleSource(ABC):
     #: True for sources whose candles arrive in real time (the engine then commits after every candle).
     live: bool = False
 
-    async def start(self, last_processed_ts: int | None, warmup_candles: int) -> None:
+    async def start(self, last_processed_ts: int | None, warmup_candles: int) -> None:  # noqa: B027 - optional hook
         """Prepare to deliver candles.
 
         ``last_processed_ts`` is the open time of the last candle the engine processed before a restart
@@ -56,5 +56,5 @@ class CandleSource(ABC):
         default) when the source knows none (replays read a recording's sidecar file instead)."""
         return None
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook: nothing to release by default
         """Release files, sockets and tasks."""

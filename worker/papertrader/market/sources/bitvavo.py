@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from papertrader.errors import PapertraderError
 from papertrader.broker.market_rules import MarketRules
 from papertrader.config import Settings
 from papertrader.market.bitvavo.clock import ExchangeClock
@@ -71,7 +72,7 @@ _CLOSE_CHECK_S = 0.25  # how often the time-based closer looks (no requests unle
 _QUIET_S = 0.25  # the stream must have been quiet this long (local) before the closer asks REST
 
 
-class SourceClosed(Exception):
+class SourceClosed(PapertraderError):
     """The source was closed while waiting."""
 
 
@@ -172,7 +173,7 @@ class BitvavoSource(CandleSource):
             self._wake.clear()
             await self._wake.wait()
         batch: list[SourceItem] = [ready.popleft() for _ in range(min(max_items, len(ready)))]
-        self._emitted_ts = batch[-1].ts  # type: ignore[union-attr]
+        self._emitted_ts = batch[-1].ts  # type: ignore[union-attr]  # only Candles are queued
         return batch
 
     def cursor(self) -> dict[str, Any]:

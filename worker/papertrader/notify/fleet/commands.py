@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from papertrader.errors import PapertraderError
 from papertrader_operator.risk import portfolio
 
 from papertrader.notify.fleet.directory import Directory, Trader, Worker
@@ -22,7 +23,7 @@ COMMANDS = ("status", "positions", "trades", "pnl", "health", "pause", "resume",
 MAX_TRADES = 10
 
 
-class UnknownName(Exception):
+class UnknownName(PapertraderError):
     """A trader or symbol the fleet does not have (the message is the reply)."""
 
 
@@ -31,7 +32,9 @@ def data_age(health: dict[str, Any], now_ms: float) -> str:
     if last is None:
         return "-"
     seconds = max(0.0, now_ms - float(last)) / 1000
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.0f}h"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.0f}h"
 
 
 def status_table(workers: list[Worker], now_ms: float | None = None) -> str:

@@ -11,12 +11,13 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+from papertrader.errors import PapertraderError
 from papertrader.notify.outbox import (CATEGORIES, PRIORITIES, HourlyLimits, Notification, Outbox, error_text,
                                        stop_tasks)
 from papertrader.notify.telegram import TelegramBot
 
 
-class BadNotification(ValueError):
+class BadNotification(PapertraderError, ValueError):
     """A POSTed notification that does not follow the wire format (the message says what is wrong)."""
 
 

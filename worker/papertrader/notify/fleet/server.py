@@ -154,7 +154,7 @@ class Notifier:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.args.host, self.args.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])  # the bound port (port 0 picks a free one)
         self._poller = asyncio.create_task(self.bot.poll(self.handle_command), name="notifier-commands")
         log.info("fleet notifier listening on %s:%d (chat %s, API %s)", self.args.host, self.port, self.args.chat_id,
                  self.args.telegram_api_url)
