@@ -13,9 +13,9 @@ import binascii
 import secrets
 from typing import Any
 
-from papertrader_operator.errors import OperatorError
 from papertrader_operator import settings as s
 from papertrader_operator.children import control_secret_name, render_control_secret
+from papertrader_operator.errors import OperatorError
 from papertrader_operator.kube import ApiError, KubeClient
 
 

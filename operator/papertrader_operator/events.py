@@ -39,7 +39,7 @@ class EventReason(enum.StrEnum):
 def event_body(trader: dict[str, Any], event_type: EventType, reason: EventReason, message: str) -> dict[str, Any]:
     """A core/v1 Event about `trader`, as `kubectl describe` shows them (plain strings, as stored)."""
     meta = trader["metadata"]
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    now = datetime.datetime.now(datetime.UTC).isoformat()
     return {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"namespace": meta.get("namespace") or "default", "generateName": "papertrader-"},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from typing import Any
@@ -66,7 +65,7 @@ class HealthClient:
                     self._metrics.health_polled("bad_status")
                     return None
                 document = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             logger.debug("health of %s unavailable: %s", base_url, exc)
             self._metrics.health_polled("unreachable")
             return None
@@ -87,7 +86,7 @@ class HealthClient:
                                    "credential (Secret rotated or mounted late?)", action, base_url)
                     self._metrics.error("worker_control")
                 return response.status < 300
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             logger.warning("control/%s on %s failed: %s", action, base_url, exc)
             self._metrics.error("worker_control")
             return False

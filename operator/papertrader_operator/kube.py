@@ -130,7 +130,7 @@ class KubeClient:
                     if response.status not in RETRY_STATUSES | {401} or attempt == self._retries:
                         raise ApiError(response.status, _message(text))
                     error: Exception = ApiError(response.status, _message(text))
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 if attempt == self._retries:
                     self._metrics.error("api_connection")
                     raise ApiError(0, f"{type(exc).__name__}: {exc}") from exc

@@ -12,11 +12,11 @@ import dataclasses
 import time
 from typing import Any
 
-from papertrader_operator.errors import OperatorError
 from papertrader_operator.cache import TraderKey, child_key, trader_key
 from papertrader_operator.children import child_name, render_symbol
 from papertrader_operator.control_tokens import ControlTokenError, ControlTokens
 from papertrader_operator.converge import ChildConverger
+from papertrader_operator.errors import OperatorError
 from papertrader_operator.events import EventPoster, EventReason, EventType
 from papertrader_operator.halts import EntriesHalt, PortfolioRiskLatch
 from papertrader_operator.kube import ApiError

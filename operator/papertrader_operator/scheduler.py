@@ -71,7 +71,7 @@ class ResyncScheduler:
             self._on_pass_done()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=min(1.0, self._interval))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _background(self, key: TraderKey) -> None:

@@ -48,7 +48,7 @@ UNHEALTHY_LEVELS = frozenset({"poor", "critical"})
 
 def now_iso() -> str:
     """The current time as Kubernetes writes it (RFC 3339, UTC, seconds)."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def condition(kind: ConditionType, status: bool, reason: Reason, message: str, generation: int) -> dict[str, Any]:
@@ -97,7 +97,7 @@ class SymbolObservation:
 
 def _ms_to_iso(value: Any) -> str | None:
     try:
-        moment = datetime.datetime.fromtimestamp(int(value) / 1000, datetime.timezone.utc)
+        moment = datetime.datetime.fromtimestamp(int(value) / 1000, datetime.UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

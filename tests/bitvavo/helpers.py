@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from papertrader.config import Settings, load_settings
 from papertrader.cli import build_worker
+from papertrader.config import Settings, load_settings
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import format_candle
 from papertrader.market.sources.synthetic import SyntheticSource

@@ -13,6 +13,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
 from papertrader.config import Settings
 from papertrader.market.fake_exchange import FakeBitvavo, FakeScript
 from papertrader.market.sources.bitvavo import BitvavoSource

@@ -7,6 +7,7 @@ import json
 import sys
 
 import aiohttp
+
 from papertrader.market.bitvavo.parse import parse_rest_candles
 from papertrader.market.fake_exchange import FakeBitvavo
 

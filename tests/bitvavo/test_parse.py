@@ -6,6 +6,7 @@ import math
 from decimal import Decimal
 
 import pytest
+
 from papertrader.market.bitvavo.parse import (
     ParseError,
     api_error,

@@ -15,7 +15,6 @@ from papertrader.config import Settings
 from papertrader.market.candle import Candle
 from papertrader.market.fake_exchange import FakeBitvavo, FakeScript
 from papertrader.market.sources.bitvavo import BitvavoSource
-
 from tests.observability.helpers import Worker, wait_for
 
 from .helpers import live_flags, recorded_candles, run_worker, settings, synthetic_candles, write_candles

@@ -2,11 +2,8 @@
 defines in the top-level crds/ directory (which is generated from operator/papertrader_operator/crd.py)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import kubernetes_validate
 import yaml
-
 from chart_helpers import CHART, ROOT
 
 NAME = "papertraders.papertrader.io.yaml"

@@ -8,7 +8,6 @@ import re
 
 import pytest
 import yaml
-
 from chart_helpers import CHART, by_kind, run, tool
 
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))

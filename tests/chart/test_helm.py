@@ -9,7 +9,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
 from chart_helpers import ALL_FEATURES, CHART, NAMESPACE, by_kind, helm_template, operator_object, render, run, tool
 from monitoring_schemas import SCHEMAS
 

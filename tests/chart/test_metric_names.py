@@ -10,7 +10,6 @@ import importlib
 import json
 
 import pytest
-
 from chart_helpers import CHART, by_kind, render
 from chart_promql import base_names, grafana_query_metric_names, label_names, metric_names
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from chart_helpers import ALL_FEATURES, CHART, by_kind, render, run, tool
 
 HERE = Path(__file__).resolve().parent

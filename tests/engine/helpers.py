@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from papertrader.config import load_settings
 from papertrader.cli import build_worker
+from papertrader.config import load_settings
 
 #: Every exit rule, cooldown, cap and guard switched off: what is left is the strategy plus the fill model.
 PLAIN = {

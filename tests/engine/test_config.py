@@ -8,8 +8,8 @@ import sys
 import yaml
 
 from papertrader.config import load_settings
-from tests.engine.helpers import run_replay
 from tests.conftest import synthetic_candles, write_candle_file
+from tests.engine.helpers import run_replay
 
 
 def test_precedence_flags_env_envfile_yaml_defaults(tmp_path, monkeypatch):

@@ -12,7 +12,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-
 ENV = {**os.environ, "HTTP_HOST": "127.0.0.1"}
 
 

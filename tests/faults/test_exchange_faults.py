@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+
 from papertrader.config import Settings
 from papertrader.market.bitvavo import clock as clock_module
 from papertrader.market.fake_exchange import FakeBitvavo, FakeScript
-
 from tests.bitvavo.helpers import synthetic_candles, worker_log
 from tests.bitvavo.test_live import FAST, live_then_replay
 

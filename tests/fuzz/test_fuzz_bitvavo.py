@@ -18,6 +18,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from papertrader.market.bitvavo.parse import (
     ApiError,
     MarketInfo,

@@ -10,7 +10,8 @@ import os
 from decimal import Decimal
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from papertrader.broker.market_rules import MarketRules
 from papertrader.broker.paper import OrderRejected, PaperBroker

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from papertrader.config import ConfigError, load_settings
 from papertrader_operator.children import render_children
 from papertrader_operator.validation import name_errors, validate_spec

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from papertrader.market.candle import Candle, interval_ms
 from papertrader.market.fake_exchange import FakeBitvavo
 from papertrader.market.gateway.server import Gateway
@@ -27,7 +29,6 @@ from papertrader.market.sources.synthetic import SyntheticSource
 from papertrader_operator import settings as op
 from papertrader_operator.children import render_symbol
 from papertrader_operator.crd import default_spec
-from prometheus_client.parser import text_string_to_metric_families
 
 SPEED = 1500.0  # a 1m bar every 40 ms
 MAX_CANDLES = {"1m": 200, "5m": 60, "15m": 20}

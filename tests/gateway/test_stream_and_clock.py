@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import aiohttp
+
 from papertrader.market.fake_exchange import FakeBitvavo
 from papertrader.market.gateway.server import Gateway
 from papertrader.market.gateway.settings import GatewaySettings

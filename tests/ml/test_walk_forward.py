@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from papertrader.ml import train as train_mod
-from papertrader.ml.dataset import build_dataset, labels, load_candles
+from papertrader.ml.dataset import build_dataset, labels
 from papertrader.ml.metrics import auc
 from papertrader.ml.train_cli import main as train_main
 from tests.ml.conftest import FAST, train

@@ -45,7 +45,7 @@ class NotifierProcess:
                     async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as resp:
                         if resp.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"notifier not ready: {self.log.read_text()[-2000:]}")
@@ -61,7 +61,7 @@ class NotifierProcess:
         self.proc.terminate()
         try:
             return await asyncio.wait_for(self.proc.wait(), 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             return await self.proc.wait()
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from papertrader.events import BaseListener
-
 from tests.notify.process import NotifierProcess
 from tests.observability.fakes import FakeTelegram
 from tests.observability.helpers import ScriptedSource, Worker, settings_for, wait_for

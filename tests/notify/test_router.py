@@ -13,7 +13,6 @@ from papertrader.notify.fleet.commands import CommandHandler
 from papertrader.notify.fleet.directory import Trader, Worker
 from papertrader.notify.fleet.router import BadNotification, ChatPacer, Router, parse
 from papertrader.notify.telegram import TelegramBot
-
 from tests.observability.fakes import FakeTelegram
 from tests.observability.helpers import wait_for
 

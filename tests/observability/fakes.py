@@ -162,7 +162,7 @@ class FakeTelegram(_Server):
             self._new_update.clear()
             try:
                 await asyncio.wait_for(self._new_update.wait(), min(timeout, self.long_poll_cap))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             pending = [u for u in self.updates if u["update_id"] >= offset]
         return self._ok(pending)
@@ -187,8 +187,10 @@ class OtlpReceiver(_Server):
 
     async def _traces(self, request: web.Request) -> web.Response:
         from google.protobuf.json_format import MessageToDict
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
-                                                                              ExportTraceServiceResponse)
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
 
         body = await request.read()
         if request.headers.get("Content-Encoding") == "gzip":

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from papertrader.config import load_settings
 from papertrader.cli import build_worker
+from papertrader.config import load_settings
 from papertrader.market.candle import Candle
 from papertrader.market.sources.base import CandleSource
 from papertrader.market.sources.synthetic import SyntheticSource
@@ -128,7 +128,7 @@ class Worker:
             source.end()
         try:
             return await asyncio.wait_for(self.task, 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.task.cancel()
             try:
                 await self.task

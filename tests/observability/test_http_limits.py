@@ -6,7 +6,6 @@ fan-out process is alive (a SIGSTOPped one is not)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import resource
@@ -131,7 +130,7 @@ async def test_a_request_that_drips_in_is_cut_off_at_the_header_deadline(tmp_pat
             try:
                 answer = await asyncio.wait_for(reader.read(4096), 0.1)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 writer.write(b"X")
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert time.monotonic() - started < 1.5

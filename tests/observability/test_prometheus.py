@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import subprocess
@@ -49,7 +48,7 @@ scrape_configs:
                 try:
                     async with session.get(api, params={"query": expr}, timeout=aiohttp.ClientTimeout(total=2)) as r:
                         body = await r.json()
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     return []
             return body.get("data", {}).get("result", []) if body.get("status") == "success" else []
 

@@ -12,8 +12,9 @@ import time
 
 import pytest
 import websockets
-from papertrader.feed.fanout import SLOW_CLIENT_CLOSE_CODE
 from websockets.asyncio.client import connect
+
+from papertrader.feed.fanout import SLOW_CLIENT_CLOSE_CODE
 
 from .helpers import ScriptedSource, Worker, settings_for, wait_for
 

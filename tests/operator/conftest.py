@@ -151,7 +151,7 @@ class Emulator(kmock.KubernetesEmulator):
                 meta.setdefault("resourceVersion", "1")
                 meta.setdefault("generation", 1)
                 meta.setdefault("creationTimestamp",
-                                datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                                datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
             elif request.action == kmock.action.UPDATE and request.subresource is None and "spec" in data:
                 key = (request.resource, request.namespace, request.name)
                 if key in self.objects and not self.objects[key].deleted:

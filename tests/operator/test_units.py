@@ -154,8 +154,9 @@ def test_python_dash_m_entry_point() -> None:
 @pytest.mark.parametrize("example", ["btc-eth.yaml", "live-bitvavo.yaml", "replay-ml.yaml"])
 def test_rendered_config_is_accepted_by_the_worker(example: str, tmp_path: Any) -> None:
     """The ConfigMap's config.yaml loads through the worker's own settings loader (unknown keys are errors)."""
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     config_module = pytest.importorskip("papertrader.config")
     document = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / example).read_text())

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Protocol
 
 from papertrader_operator.drift import parse_quantity
-
 from tests.pods.plan import PodPlan
 
 IMAGE_WORKDIR = "/var/lib/papertrader"  # the Dockerfile's WORKDIR
@@ -72,7 +71,7 @@ class _Process:
         self.proc.terminate()
         try:
             await asyncio.wait_for(self.proc.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
 

@@ -41,7 +41,7 @@ BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 10.0, 300.0, 600.0
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ProbeState:
@@ -70,7 +70,7 @@ async def probe_once(session: aiohttp.ClientSession, probe: Probe, port: int) ->
         async with session.get(f"http://127.0.0.1:{port}{probe.path}", allow_redirects=False,
                                timeout=aiohttp.ClientTimeout(total=probe.timeout)) as response:
             return 200 <= response.status < 400
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return False
 
 

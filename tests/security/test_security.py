@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 import websockets
+
 from papertrader_operator.children import render_children
 
 CANARY = "7777777777:AAcanary-SECRET-d41d8cd98f00b204e980"

@@ -9,8 +9,8 @@ Configuration problems exit 2 with one line on stderr (``exit_code`` of the erro
 from __future__ import annotations
 
 import argparse
-import errno
 import asyncio
+import errno
 import importlib
 import json
 import logging

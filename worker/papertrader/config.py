@@ -19,9 +19,19 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from papertrader.config_groups import (BreakerSettings, ExchangeSettings, FeedSettings, HealthSettings, HttpSettings,
-                                       MlSettings, NotifySettings, PerformanceSettings, RiskSettings, TracingSettings,
-                                       settings_group)
+from papertrader.config_groups import (
+    BreakerSettings,
+    ExchangeSettings,
+    FeedSettings,
+    HealthSettings,
+    HttpSettings,
+    MlSettings,
+    NotifySettings,
+    PerformanceSettings,
+    RiskSettings,
+    TracingSettings,
+    settings_group,
+)
 from papertrader.errors import PapertraderError
 from papertrader.market.candle import INTERVAL_MS
 

@@ -26,15 +26,30 @@ from papertrader.broker.paper import Execution, OrderRejected, PaperBroker
 from papertrader.config import Settings
 from papertrader.events import HOLD, CandleVerdict, EngineListener, PortfolioSnapshot, Side, Signal, VerdictStatus
 from papertrader.features import FeatureEngine
-from papertrader.ledger.csv_logs import PORTFOLIO_HEADER, TRADES_HEADER, CsvLog, fill_row, portfolio_row, \
-    snapshot_row, trade_row
+from papertrader.ledger.csv_logs import (
+    PORTFOLIO_HEADER,
+    TRADES_HEADER,
+    CsvLog,
+    fill_row,
+    portfolio_row,
+    snapshot_row,
+    trade_row,
+)
 from papertrader.ledger.portfolio import Portfolio
 from papertrader.ledger.returns import return_pct
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import BadRow, format_candle
-from papertrader.quality import (DUPLICATE, MAX_TS_MS, MIN_TS_MS, OK, REJECTED_SHARE_WARNING, DataQualityGate,
-                                  describe_rejections, dominant_rejection)
+from papertrader.quality import (
+    DUPLICATE,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    OK,
+    REJECTED_SHARE_WARNING,
+    DataQualityGate,
+    describe_rejections,
+    dominant_rejection,
+)
 from papertrader.risk.exits import ExitRules
 from papertrader.risk.manager import MINUTE_MS, RiskLimits, RiskManager
 from papertrader.risk.sizing import position_fraction

@@ -23,9 +23,9 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import MappingProxyType
 from operator import sub
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from papertrader.aio import cancel_and_wait
@@ -34,11 +34,11 @@ from papertrader.config_groups import BreakerSettings
 from papertrader.engine.facts import ModelFacts, WorkerFacts
 from papertrader.engine.pipeline import Engine
 from papertrader.events import EngineListener
+from papertrader.ledger.csv_logs import CsvLog
 from papertrader.ledger.fingerprint import archive_state, fingerprint_mismatch, results_fingerprint
 from papertrader.ledger.lock import LOCK_NAME, StateDirLock
 from papertrader.ledger.store import LedgerError, LedgerStore
 from papertrader.logs import PERFORMANCE_LOGGER, setup_logging
-from papertrader.ledger.csv_logs import CsvLog
 from papertrader.market.candle_file import HEADER, CandleFileError
 from papertrader.market.sources.base import CandleSource
 from papertrader.resilience import BreakerRegistry, BreakerState, CircuitBreaker

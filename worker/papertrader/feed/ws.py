@@ -25,8 +25,8 @@ import socket
 import sys
 import time
 from collections import deque
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from papertrader.events import BaseListener, CandleVerdict, Fill, PortfolioSnapshot, Prediction

@@ -135,5 +135,5 @@ class FleetForwarder(OutboxFront):
                               extra={"papertrader_notified": True})
                     return REFUSED  # a bad message is not retried
                 return f"HTTP {response.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return f"{type(exc).__name__}: {exc}"[:200]

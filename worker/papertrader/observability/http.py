@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from papertrader.errors import PapertraderError
 from papertrader.aio import cancel_and_wait
+from papertrader.errors import PapertraderError
 from papertrader.observability.control_auth import ControlCredential
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class HttpServer:
                 await self._write(writer, response, keep_alive)
                 if not keep_alive:
                     return
-        except (ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
             self._connections.discard(writer)
@@ -232,7 +232,7 @@ class HttpServer:
         IDLE_TIMEOUT (keep-alive); the whole request then has HEADER_TIMEOUT."""
         try:
             first = await asyncio.wait_for(reader.read(1), IDLE_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         if not first:
             return None

@@ -22,12 +22,22 @@ from papertrader.observability.commands import RECENT_FILLS, AnnouncedControl, R
 from papertrader.observability.control_auth import ControlCredential
 from papertrader.observability.health import HealthMonitor
 from papertrader.observability.http import HttpServer
-from papertrader.observability.metrics import (ErrorCounter, ErrorLogHandler, MetricsListener, WorkerCollector,
-                                               build_registry)
+from papertrader.observability.metrics import (
+    ErrorCounter,
+    ErrorLogHandler,
+    MetricsListener,
+    WorkerCollector,
+    build_registry,
+)
 from papertrader.observability.performance import PerformanceMonitor
+from papertrader.observability.tracing import (
+    EngineTracer,
+    Tracing,
+    install_log_correlation,
+    sampling_stride,
+    tracing_requested,
+)
 from papertrader.resilience import BreakerState
-from papertrader.observability.tracing import EngineTracer, Tracing, install_log_correlation, sampling_stride, \
-    tracing_requested
 
 if TYPE_CHECKING:
     from papertrader.config import Settings

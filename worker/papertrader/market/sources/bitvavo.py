@@ -41,9 +41,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from papertrader.errors import PapertraderError
 from papertrader.broker.market_rules import MarketRules
 from papertrader.config import Settings
+from papertrader.errors import PapertraderError
 from papertrader.market.bitvavo.clock import ExchangeClock
 from papertrader.market.bitvavo.parse import (
     MarketInfo,

@@ -10,10 +10,9 @@ import time
 from typing import Any
 
 from papertrader.errors import PapertraderError
-from papertrader_operator.risk import portfolio
-
 from papertrader.notify.fleet.directory import Directory, Trader, Worker
 from papertrader.notify.telegram import command_name
+from papertrader_operator.risk import portfolio
 
 HELP = ("/status [trader] [symbol] - fleet table: equity, return, open positions, ready, data age\n"
         "/positions - open positions\n/trades <trader> [n] - last trades\n/pnl - profit and loss per trader\n"

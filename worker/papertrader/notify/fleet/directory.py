@@ -96,7 +96,7 @@ class Directory:
                 if response.status != 200:
                     return None
                 document = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             log.debug("%s unavailable: %s", url, exc)
             return None
         return document if isinstance(document, dict) else None

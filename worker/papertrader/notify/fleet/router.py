@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from papertrader.errors import PapertraderError
-from papertrader.notify.outbox import (CATEGORIES, PRIORITIES, HourlyLimits, Notification, Outbox, error_text,
-                                       stop_tasks)
+from papertrader.notify.outbox import CATEGORIES, PRIORITIES, HourlyLimits, Notification, Outbox, error_text, stop_tasks
 from papertrader.notify.telegram import TelegramBot
 
 

@@ -135,7 +135,7 @@ class Notifier:
         if isinstance(accepted, asyncio.Future):  # critical: answered once Telegram has it (or gave up on it)
             try:
                 delivered = await asyncio.wait_for(asyncio.shield(accepted), CRITICAL_ACK_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return web.json_response({"error": "not delivered yet; retry"}, status=503)
             return web.json_response({"accepted": True, "delivered": delivered}, status=200 if delivered else 202)
         return web.json_response({"accepted": accepted}, status=202)
