@@ -7,11 +7,11 @@
 
 It runs the real ``papertrader run`` loop (:class:`~papertrader.engine.runner.WorkerRunner`, with its listeners
 and services, the settings of ``benchmarks/engine_throughput.py``) and times, per candle: reading and parsing the
-CSV (the source's ``next_batch``), each pipeline stage of ``Engine.STAGES`` (the same methods tracing wraps),
-``process`` itself beyond its stages (dispatch), the ledger commit, and the rest of the run loop (tick reporting to
-listeners, progress, the event loop). The timers are instance-level wrappers; their own cost is measured first and
-taken off every stage, so the rows add up to the run's wall time within noise (the rows are estimates: what the
-correction misses lands in "dispatch"). Stages are timed in wall time, since a CPU-time clock is a system call
+CSV (the source's ``next_batch``), each pipeline stage of ``Engine.STAGES`` (through the engine's stage observer,
+as tracing hears of them), ``process_batch`` beyond its stages (the loop itself), the ledger commit, and the rest
+of the run loop (tick reporting to listeners, progress, the event loop). The cost of the timing itself is measured
+first and taken off, so the rows add up to the run's wall time within noise (the rows are estimates: what the
+correction misses lands in the loop row). Stages are timed in wall time, since a CPU-time clock is a system call
 that costs more than most stages: run it on a quiet machine (when the printed wall time is well above the process
 CPU time, other load distorted the rows). The process CPU time of the same run is printed for comparison with
 ``engine_throughput.py``.
@@ -94,6 +94,63 @@ class StageClock:
         return max(0.0, self.seconds.get(name, 0.0) - self.calls.get(name, 0) * self.overhead)
 
 
+class StageTimer:
+    """The engine's stage observer (``Engine.set_observer``): the wall time of every stage of every item, and of
+    each commit. Its own cost per stage (two calls, two clock reads) is measured by :meth:`calibrate`."""
+
+    def __init__(self, stages: tuple[str, ...]) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys((*stages, "commit"), 0.0)
+        self.calls: dict[str, int] = dict.fromkeys((*stages, "commit"), 0)
+        self.items = 0
+        self.stage_overhead = 0.0  # seconds a stage_started/stage_ended pair costs
+        self.item_overhead = 0.0  # seconds an item_started/item_ended pair costs
+        self._clock = time.perf_counter
+        self._started = 0.0
+
+    def item_started(self, item: Any) -> bool:
+        self.items += 1
+        return True
+
+    def stage_started(self, stage: str) -> None:
+        self._started = self._clock()
+
+    def stage_ended(self, stage: str, result: Any) -> None:
+        self.seconds[stage] += self._clock() - self._started
+        self.calls[stage] += 1
+
+    def item_ended(self, verdict: Any) -> None:
+        pass
+
+    def commit_started(self) -> None:
+        self._started = self._clock()
+
+    def commit_ended(self) -> None:
+        self.seconds["commit"] += self._clock() - self._started
+        self.calls["commit"] += 1
+
+    def calibrate(self, rounds: int = 200_000) -> None:
+        probe = StageTimer(("noop",))
+        clock = time.perf_counter
+        started = clock()
+        for _ in range(rounds):
+            probe.stage_started("noop")
+            probe.stage_ended("noop", None)
+        self.stage_overhead = (clock() - started) / rounds
+        started = clock()
+        for _ in range(rounds):
+            probe.item_started(None)
+            probe.item_ended(None)
+        self.item_overhead = (clock() - started) / rounds
+
+    def net(self, stage: str) -> float:
+        """A stage's time less what timing it cost (the clock read between the two timestamps, about half)."""
+        return max(0.0, self.seconds[stage] - self.calls[stage] * self.stage_overhead / 2)
+
+    def overhead(self) -> float:
+        """Seconds the observer itself cost over the run."""
+        return (sum(self.calls.values()) * self.stage_overhead) + self.items * self.item_overhead
+
+
 def profile(path: Path, candles: int | None, risk: str, workdir: Path, top: int) -> dict[str, Any]:
     from papertrader.config import load_settings
     from papertrader.cli import build_worker
@@ -105,11 +162,10 @@ def profile(path: Path, candles: int | None, risk: str, workdir: Path, top: int)
     clock.calibrate()
     runner, _ = build_worker(settings, console_logs=False)
     engine = runner.engine
-    stages = [f"_{stage}_stage" for stage in engine.STAGES]
-    for name in stages:
-        setattr(engine, name, clock.wrap(name, getattr(engine, name)))
-    engine.process = clock.wrap("process", engine.process)  # type: ignore[method-assign]
-    engine.commit = clock.wrap("commit", engine.commit)  # type: ignore[method-assign]
+    timer = StageTimer(engine.STAGES)
+    timer.calibrate()
+    engine.set_observer(timer)
+    engine.process_batch = clock.wrap("process", engine.process_batch)  # type: ignore[method-assign]
     runner.source.next_batch = clock.wrap_async("read", runner.source.next_batch)  # type: ignore[method-assign]
     profiler = cProfile.Profile() if top else None
     wall, cpu = time.perf_counter(), time.process_time()
@@ -122,25 +178,25 @@ def profile(path: Path, candles: int | None, risk: str, workdir: Path, top: int)
     count = summary["candles"]
     rows: list[tuple[str, float]] = [("read + parse CSV (source.next_batch)", clock.net("read"))]
     stage_total = 0.0
-    for stage, name in zip(engine.STAGES, stages, strict=True):
-        seconds = clock.net(name)
+    for stage in engine.STAGES:
+        seconds = timer.net(stage)
         stage_total += seconds
         rows.append((f"stage {stage}", seconds))
-    # the stages' own wrappers run inside process: take their overhead off process too
-    inner_overhead = sum(clock.calls[name] for name in stages) * clock.overhead
-    dispatch = max(0.0, clock.net("process") - inner_overhead - stage_total)
-    rows.append(("process() beyond its stages (dispatch)", dispatch))
-    rows.append(("ledger commit (SQLite, CSV flush)", clock.net("commit")))
+    # the observer runs inside process_batch: take its whole cost off process too
+    dispatch = max(0.0, clock.net("process") - timer.overhead() + timer.calls["commit"] * timer.stage_overhead
+                   - stage_total)
+    rows.append(("process_batch() beyond its stages (loop, dispatch)", dispatch))
+    rows.append(("ledger commit (SQLite, CSV flush)", timer.net("commit")))
     accounted = sum(seconds for _, seconds in rows)
-    wrapped_overhead = sum(clock.calls.values()) * clock.overhead
+    wrapped_overhead = sum(clock.calls.values()) * clock.overhead + timer.overhead()
     rows.append(("run loop rest (tick reporting, progress, event loop, start/stop)",
                  max(0.0, wall - accounted - wrapped_overhead)))
     result = {"file": path.name, "candles": count, "trades": summary["trades"], "cpu_s": cpu, "wall_s": wall,
-              "timer_overhead_us": clock.overhead * 1e6,
+              "timer_overhead_us": timer.stage_overhead * 1e6,
               "stages_us_per_candle": {label: seconds / count * 1e6 for label, seconds in rows}}
     print(f"{path.name}: {count:,} candles, {summary['trades']:,} trades; process CPU {cpu:.2f} s "
           f"({count / cpu:,.0f} candles/s), wall {wall:.2f} s with the timers "
-          f"(each timed call costs {clock.overhead * 1e6:.2f} us, taken off)")
+          f"(each timed stage costs {timer.stage_overhead * 1e6:.2f} us, taken off)")
     if wall > 1.25 * cpu:
         print(f"note: wall time is {wall / cpu:.2f}x the process CPU time: other load on the machine distorts the rows")
     print(f"{'where':66s} {'us/candle':>10s} {'share':>6s}")

@@ -69,11 +69,10 @@ def main() -> None:
             values = engine.update(candle)
             if engine.count >= engine.lookback:
                 t0 = clock()
-                strategy_obj.on_candle(candle, values, None)
+                signal = strategy_obj.on_candle(candle, values, None)
                 lat.append(clock() - t0)
-                if strategy_obj.prediction is not None:
-                    model_lat.append(strategy_obj.prediction.duration_s)
-                    strategy_obj.prediction = None
+                if signal.prediction is not None:
+                    model_lat.append(signal.prediction.duration_s)
         return np.array(lat[200:]), np.array(model_lat[200:]) * 1e6
 
     lat_s, model_us = latency(strategy, time.perf_counter)

@@ -81,3 +81,26 @@ def test_cli_replay_is_deterministic_and_survives_sigkill(tmp_path):
     assert (killed_dir / "logs" / "portfolio.csv").read_bytes() == \
         (tmp_path / "ref" / "logs" / "portfolio.csv").read_bytes()
     assert json.loads(ref.stdout.strip().splitlines()[-1])["trades"] > 0
+
+
+def test_every_prediction_reaches_the_listeners_in_order(tmp_path):
+    """The model's prediction travels in the signal (Signal.prediction) and the engine publishes each one."""
+    reader = CandleFileReader(SAMPLE)
+    candles = reader.read(600)
+    reader.close()
+    engine = _engine(tmp_path / "p")
+    heard = []
+
+    class Predictions:
+        def on_prediction(self, prediction):
+            heard.append(prediction)
+
+        def on_fill(self, fill): ...
+
+        def on_portfolio(self, snapshot): ...
+
+    engine.listeners.append(Predictions())
+    engine.process_batch(candles)
+    assert len(heard) == engine.strategy.predictions > 400
+    assert [p.ts for p in heard] == sorted({p.ts for p in heard})
+    assert heard[-1].ts == candles[-1].ts and heard[-1].probability_up == engine.strategy.last_probability

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,9 @@ def feed(strategy: MlStrategy, candles, engine: FeatureEngine | None = None):
     for candle in candles:
         values = engine.update(candle)
         if engine.count >= engine.lookback:
-            signals.append(strategy.on_candle(candle, values, None))
-            probabilities.append(strategy.prediction.probability_up if strategy.prediction else None)
-            strategy.prediction = None
+            signal = strategy.on_candle(candle, values, None)
+            probabilities.append(signal.prediction.probability_up if signal.prediction else None)
+            signals.append(replace(signal, prediction=None))  # (a prediction carries its wall-clock duration)
     return signals, probabilities, engine
 
 

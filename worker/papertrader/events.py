@@ -57,6 +57,8 @@ class Signal:
     confidence: float = 0.0  # 0..1
     strength: float = 0.0  # 0..1
     reason: str = ""
+    #: the model prediction behind this signal (model-based strategies; the engine publishes it), else None
+    prediction: Prediction | None = None
 
 
 HOLD = Signal(Side.HOLD)

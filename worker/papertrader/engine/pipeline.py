@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from papertrader.broker.market_rules import MarketRules, auto_tick_size
 from papertrader.broker.paper import Execution, OrderRejected, PaperBroker
@@ -61,7 +62,26 @@ _ts_of, _close_of = itemgetter(0), itemgetter(4)
 _LOGGED_REJECTIONS = 20  # rejections logged one by one; after that, every 1000th
 _MIN_CANDLES_FOR_SHARE_WARNING = 50  # the rejected share is judged once this many candles were checked
 #: module-level names of the enum members the per-candle code compares with (as cheap as the literals were)
-_BUY, _SELL, _REJECTED = Side.BUY, Side.SELL, VerdictStatus.REJECTED
+_BUY, _SELL, _HOLD, _REJECTED = Side.BUY, Side.SELL, Side.HOLD, VerdictStatus.REJECTED
+
+
+class StageObserver(Protocol):
+    """Hears of the pipeline's stages (:data:`Engine.STAGES`), as tracing and the stage profiler do: for each
+    item it asks for (``item_started`` returns True), ``stage_started(name)`` and ``stage_ended(name, result)``
+    around each stage it went through, then ``item_ended(verdict)``; and ``commit_started``/``commit_ended``
+    around each ledger commit. Called on the engine's thread; it must not change what the engine does."""
+
+    def item_started(self, item: Candle | BadRow) -> bool: ...
+
+    def stage_started(self, stage: str) -> None: ...
+
+    def stage_ended(self, stage: str, result: Any) -> None: ...
+
+    def item_ended(self, verdict: CandleVerdict) -> None: ...
+
+    def commit_started(self) -> None: ...
+
+    def commit_ended(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -133,6 +153,7 @@ class Engine:
         self._publish_verdict: CandleVerdict = OK
         self._view: PositionView | None = None  # the strategy's view of the open lots (None: build after fills)
         self._control_seq = 0  # id of the last control request (ledger ``control`` table) applied
+        self.observer: StageObserver | None = None  # who hears of each stage (:meth:`set_observer`)
         state_dir = settings.state_dir
         self.trades_log = CsvLog(state_dir / "logs" / "trades.csv", TRADES_HEADER)
         self.portfolio_log = CsvLog(state_dir / "logs" / "portfolio.csv", PORTFOLIO_HEADER)
@@ -175,58 +196,116 @@ class Engine:
         return checkpoint
 
     # --- the pipeline ----------------------------------------------------------------------------------------
-    #: the per-candle stages, in order; each is a method ``_<name>_stage`` (tracing wraps them one by one)
+    #: the per-candle stages, in order, as a :class:`StageObserver` hears of them
     STAGES = ("quality", "fill", "features", "prediction", "risk", "persistence")
+
+    def set_observer(self, observer: StageObserver | None) -> None:
+        """Report every item's stages (and each commit) to ``observer`` (tracing, profiling); None: nobody."""
+        self.observer = observer
 
     def process(self, item: Candle | BadRow) -> CandleVerdict:
         """Run one source item through the pipeline."""
-        self.items += 1
-        verdict = self._quality_stage(item)
-        if verdict is not OK and (verdict.status == _REJECTED or verdict is DUPLICATE):
-            return verdict
-        candle: Candle = item  # type: ignore[assignment]  # the gate rejects every BadRow
-        self.accepted += 1
-        filled = self._fill_stage(candle)
-        signal = self._prediction_stage(candle, self._features_stage(candle))
-        self._risk_stage(candle, signal)
-        self._persistence_stage(candle, verdict, filled)
-        return verdict
+        return self.process_batch((item,))
 
-    def _quality_stage(self, item: Candle | BadRow) -> CandleVerdict:
-        """The data-quality verdict; what enters the gate is recorded (``--record``), rejections are reported."""
-        verdict = self.gate.check(item)
-        if self.recorder is not None and type(item) is Candle:
-            self.recorder.append(format_candle(item))
-        if verdict is not OK and verdict.status == _REJECTED:
-            self._on_rejected(item, verdict)
-        return verdict
+    def process_batch(self, items: Sequence[Candle | BadRow], starts: list[float] | None = None) -> CandleVerdict:
+        """Run source items through the pipeline, one after the other; returns the last one's verdict. With
+        ``starts``, each item's start time (``time.perf_counter``) is appended to it (tick durations).
 
-    def _fill_stage(self, candle: Candle) -> bool:
-        """Orders from the last close fill at this open; stops and targets trigger inside the candle."""
-        if self.broker is None:
-            self._set_rules(self._rules_with_tick(auto_tick_size(candle.open)))
-        filled = False
-        if self.pending:
-            filled = self._execute_pending(candle)
-        if self.portfolio.lots:
-            filled = self._protective_exits(candle) or filled
-        return filled
-
-    def _features_stage(self, candle: Candle) -> dict[str, float]:
-        return self.features.update(candle)
-
-    def _prediction_stage(self, candle: Candle, values: dict[str, float]) -> Signal | None:
-        """The strategy's signal once features are ready (None before); a model's prediction is published."""
+        One loop for every source (a live worker's batch is one candle), with the stages written out in it: the
+        quality verdict (what enters the gate is recorded by ``--record``; rejections are reported), then for an
+        accepted candle the fills at its open and the protective exits inside it, the features, the strategy's
+        signal once the features are ready (a model's prediction is published), the risk decision after warm-up
+        and the portfolio guards, and the ledger buffering. A :class:`StageObserver` hears of each stage of the
+        items it asks for; without one the loop pays a None test per item."""
+        gate_check = self.gate.check
+        recorder = self.recorder
         features = self.features
-        if features.count < features.lookback:
-            return None
-        strategy = self.strategy
-        signal = strategy.on_candle(candle, values, self._position_view() if self.portfolio.lots else None)
-        if strategy.prediction is not None:
-            for listener in self.listeners:
-                listener.on_prediction(strategy.prediction)
-            strategy.prediction = None
-        return signal
+        update_features = features.update
+        lookback = features.lookback
+        on_candle = self.strategy.on_candle
+        portfolio = self.portfolio
+        risk = self.risk
+        on_equity = risk.on_equity
+        buffer_candle = self._accepted_since_commit.append
+        snapshot_every = self._snapshot_every
+        warmup = self.warmup
+        observer = self.observer
+        clock = time.perf_counter
+        verdict = OK
+        for item in items:
+            if starts is not None:
+                starts.append(clock())
+            observed = observer is not None and observer.item_started(item)
+            self.items += 1
+            # quality
+            if observed:
+                observer.stage_started("quality")  # type: ignore[union-attr]
+            verdict = gate_check(item)
+            if recorder is not None and type(item) is Candle:
+                recorder.append(format_candle(item))
+            if verdict is not OK and verdict.status == _REJECTED:
+                self._on_rejected(item, verdict)
+            if observed:
+                observer.stage_ended("quality", verdict)  # type: ignore[union-attr]
+            if verdict is not OK and (verdict.status == _REJECTED or verdict is DUPLICATE):
+                if observed:
+                    observer.item_ended(verdict)  # type: ignore[union-attr]
+                continue
+            candle: Candle = item  # type: ignore[assignment]
+            self.accepted = accepted = self.accepted + 1
+            # fill: orders from the last close fill at this open; stops and targets trigger inside the candle
+            if observed:
+                observer.stage_started("fill")  # type: ignore[union-attr]
+            if self.broker is None:
+                self._set_rules(self._rules_with_tick(auto_tick_size(candle.open)))
+            filled = False
+            if self.pending:
+                filled = self._execute_pending(candle)
+            if portfolio.lots:
+                filled = self._protective_exits(candle) or filled
+            if observed:
+                observer.stage_ended("fill", filled)  # type: ignore[union-attr]
+                observer.stage_started("features")  # type: ignore[union-attr]
+            values = update_features(candle)
+            if observed:
+                observer.stage_ended("features", values)  # type: ignore[union-attr]
+                observer.stage_started("prediction")  # type: ignore[union-attr]
+            # prediction: the strategy's signal once the features are ready (None before)
+            signal: Signal | None = None
+            if features.count >= lookback:
+                signal = on_candle(candle, values, self._position_view() if portfolio.lots else None)
+                if signal.prediction is not None:
+                    for listener in self.listeners:
+                        listener.on_prediction(signal.prediction)
+            if observed:
+                observer.stage_ended("prediction", signal)  # type: ignore[union-attr]
+                observer.stage_started("risk")  # type: ignore[union-attr]
+            # risk: after warm-up the signal becomes orders for the next open; the portfolio guards
+            if signal is not None and accepted > warmup:
+                self.last_signal = signal
+                if (signal is not HOLD and signal.side != _HOLD) or (portfolio.lots and risk.time_exits):
+                    self._decide(candle, signal)
+            ts = candle[0]
+            halts = on_equity(ts, portfolio.equity_f(candle[4]) if portfolio.lots else portfolio.cash_f)
+            if halts:
+                for message in halts:
+                    log.warning("%s %s", self.symbol, message)
+                    self._events.append((ts, "halt", message))
+            if observed:
+                observer.stage_ended("risk", None)  # type: ignore[union-attr]
+                observer.stage_started("persistence")  # type: ignore[union-attr]
+            # persistence: the portfolio row (every PORTFOLIO_SNAPSHOT_EVERY candles and after fills); the candle
+            # is the one the listeners hear of next (:meth:`publish`)
+            self.last_candle = candle
+            buffer_candle(candle)
+            if filled or accepted % snapshot_every == 0:
+                self._snapshot(candle)
+            self._publish_item = candle
+            self._publish_verdict = verdict
+            if observed:
+                observer.stage_ended("persistence", None)  # type: ignore[union-attr]
+                observer.item_ended(verdict)  # type: ignore[union-attr]
+        return verdict
 
     def _position_view(self) -> PositionView:
         """The open lots as the strategy sees them; built again only after a fill changed them."""
@@ -236,28 +315,6 @@ class Engine:
             view = self._view = PositionView(sum(lot.qty_f for lot in lots), lots[0].entry_f, lots[0].entry_ts,
                                              len(lots))
         return view
-
-    def _risk_stage(self, candle: Candle, signal: Signal | None) -> None:
-        """After warm-up, turn the signal into orders for the next open; update the portfolio guards."""
-        portfolio = self.portfolio
-        risk = self.risk
-        if signal is not None and self.accepted > self.warmup:
-            if signal is not HOLD or (portfolio.lots and risk.time_exits):
-                self._decide(candle, signal)
-        ts = candle[0]
-        for message in risk.on_equity(ts, portfolio.equity_f(candle[4]) if portfolio.lots else portfolio.cash_f):
-            log.warning("%s %s", self.symbol, message)
-            self._events.append((ts, "halt", message))
-
-    def _persistence_stage(self, candle: Candle, verdict: CandleVerdict, filled: bool) -> None:
-        """Buffer the portfolio row (every PORTFOLIO_SNAPSHOT_EVERY candles and after fills); the candle is the
-        one the listeners hear of next (:meth:`publish`)."""
-        self.last_candle = candle
-        self._accepted_since_commit.append(candle)
-        if filled or self.accepted % self._snapshot_every == 0:
-            self._snapshot(candle)
-        self._publish_item = candle
-        self._publish_verdict = verdict
 
     def publish(self) -> None:
         """Tell the listeners about the last candle processed (``on_candle``): once per batch, not per candle. A
@@ -427,6 +484,16 @@ class Engine:
     # --- durability --------------------------------------------------------------------------------------------
     def commit(self, cursor: dict[str, Any]) -> float:
         """Make everything since the last commit durable, together with the source cursor. Returns seconds taken."""
+        observer = self.observer
+        if observer is None:
+            return self._commit(cursor)
+        observer.commit_started()
+        try:
+            return self._commit(cursor)
+        finally:
+            observer.commit_ended()
+
+    def _commit(self, cursor: dict[str, Any]) -> float:
         started = time.perf_counter()
         accepted = self._accepted_since_commit
         logs = {"trades": self.trades_log, "portfolio": self.portfolio_log}

@@ -384,19 +384,14 @@ class WorkerRunner:
             if batch is None:
                 self.finished = True
                 break
-            process = engine.process
             listeners = self.listeners
             if listeners:  # tick timing for on_ticks_done (observability); no cost without listeners
-                perf = time.perf_counter
-                starts = []
-                for item in batch:
-                    starts.append(perf())
-                    process(item)
-                done = perf()
+                starts: list[float] = []
+                engine.process_batch(batch, starts)
+                done = time.perf_counter()
                 engine.publish()
             else:
-                for item in batch:
-                    process(item)
+                engine.process_batch(batch)
             uncommitted += len(batch)
             if engine.gate.interval_conflict is not None and not source.live:
                 raise CandleFileError(f"{settings.replay_file or settings.source}: {engine.gate.interval_conflict}; "

@@ -54,10 +54,10 @@ def parse_feature(name: str) -> tuple[str, Callable[[], ind.Indicator]]:
     match = _NAME.match(name)
     if match and match.group(1) in _PARAMETRIC and int(match.group(2)) >= 1:
         kind, n = match.group(1), int(match.group(2))
-        cls, make_key = _PARAMETRIC[kind]
+        cls, key_of = _PARAMETRIC[kind]
         if kind in ("volatility", "volume_z", "bb_width", "bb_pos") and n < 2:
             raise UnknownFeatureError(f"feature {name!r}: window must be >= 2")
-        return make_key(n), lambda: cls(n)
+        return key_of(n), lambda: cls(n)
     known = ", ".join(sorted([f"{k}_<n>" for k in _PARAMETRIC] + list(_FIXED)))
     raise UnknownFeatureError(f"unknown feature {name!r}; known: {known}")
 

@@ -132,7 +132,7 @@ class Rsi(Indicator):
 
 
 class Macd(Indicator):
-    outputs = ("macd", "macd_signal", "macd_hist")
+    outputs: tuple[str, ...] = ("macd", "macd_signal", "macd_hist")
     lookback = 3 * 26 + 9
 
     def __init__(self) -> None:
@@ -275,7 +275,7 @@ class VolumeZ(Indicator):
 
 
 class RangePct(Indicator):
-    outputs = ("range_pct",)
+    outputs: tuple[str, ...] = ("range_pct",)
     lookback = 1
 
     def update(self, candle: Candle, values: dict[str, float]) -> None:

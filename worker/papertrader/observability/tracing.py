@@ -14,8 +14,8 @@ Spans of one candle trace: root ``candle`` (symbol, candle time, verdict, signal
 ``quality``, ``fill``, ``features``, ``prediction``, ``risk``, ``persistence`` (the candle's ledger buffering);
 the runner's ledger commit is a ``commit`` span under the last traced candle of the batch (live: every candle).
 
-The untraced path is untouched: :class:`EngineTracer` wraps ``process`` and the stage methods of one engine
-instance only when tracing is on; the stages run the same code either way (a test checks identical trades).
+The untraced path is untouched: :class:`EngineTracer` is the engine's stage observer only when tracing is on
+(``Engine.set_observer``); the stages run the same code either way (a test checks identical trades).
 """
 
 from __future__ import annotations
@@ -122,9 +122,9 @@ class Tracing:
 
 
 class EngineTracer:
-    """Traces one engine instance: a root span per candle around ``process`` and a child span around each of
-    ``Engine.STAGES``. The wrappers are instance attributes, so the class (and every untraced engine) is untouched
-    and the stages run exactly the same code traced or not."""
+    """Traces one engine: a root span per candle and a child span for each of ``Engine.STAGES``, as the engine's
+    :class:`~papertrader.engine.pipeline.StageObserver`. The engine runs the same code traced or not; untraced
+    it has no observer at all."""
 
     def __init__(self, engine: Engine, tracer: Any, stride: int = 1, sampler_decides: bool = False) -> None:
         from opentelemetry import context, trace
@@ -136,34 +136,30 @@ class EngineTracer:
         self.stride = max(1, stride)
         self.sampler_decides = sampler_decides
         self._count = 0
-        self._originals: dict[str, Any] = {}
         self._root: Any = None  # the current candle's root span while it is traced
         self._root_ctx: Any = None
+        self._token: Any = None
         self._last_root_ctx: Any = None
         self._since_commit = 0
+        self._stage: Any = None  # the current stage's span, with what its attributes start from
+        self._stage_before: Any = None
+        self._commit: Any = None
         self.traced = 0
 
     def install(self) -> None:
-        engine = self.engine
-        for name in ("process", "commit", *(f"_{stage}_stage" for stage in engine.STAGES)):
-            self._originals[name] = getattr(engine, name)
-        engine.process = self.process  # type: ignore[method-assign]  # tracing wraps the stages (issue 14: a stage hook)
-        engine.commit = self.commit  # type: ignore[method-assign]  # as above
-        for stage in engine.STAGES:
-            setattr(engine, f"_{stage}_stage", self._traced_stage(stage, self._originals[f"_{stage}_stage"]))
+        self.engine.set_observer(self)
 
     def uninstall(self) -> None:
-        for name in self._originals:
-            self.engine.__dict__.pop(name, None)
+        self.engine.set_observer(None)
 
-    def process(self, item: Any) -> CandleVerdict:
+    # --- StageObserver ---------------------------------------------------------------------------------------
+    def item_started(self, item: Any) -> bool:
         """Trace every ``stride``-th candle (or what the SDK sampler keeps) under a root ``candle`` span."""
         self._since_commit += 1
-        process = self._originals["process"]
         if self.stride > 1:
             self._count += 1
             if self._count < self.stride:
-                return process(item)
+                return False
             self._count = 0
         attributes: dict[str, Any] = {"symbol": self.engine.symbol}
         if type(item) is Candle:
@@ -171,54 +167,47 @@ class EngineTracer:
         root = self.tracer.start_span("candle", attributes=attributes)
         if self.sampler_decides and not root.is_recording():
             root.end()
-            return process(item)
+            return False
         self.traced += 1
         self._root = root
         self._root_ctx = self._last_root_ctx = self._trace.set_span_in_context(root)
-        token = self._context.attach(self._root_ctx)
-        try:
-            verdict = process(item)
-            root.set_attribute("verdict", verdict.status)
-            if verdict.status == VerdictStatus.REJECTED and verdict.reasons:
-                root.set_attribute("reject.reason", verdict.reasons[0])
-            return verdict
-        finally:
-            self._context.detach(token)
-            root.end()
-            self._root = self._root_ctx = None
+        self._token = self._context.attach(self._root_ctx)
+        return True
 
-    def _traced_stage(self, stage: str, original: Any) -> Any:
+    def stage_started(self, stage: str) -> None:
         describe = _STAGE_ATTRIBUTES.get(stage)
+        self._stage_before = describe.before(self.engine) if describe else None
+        self._stage = self.tracer.start_span(stage, context=self._root_ctx)
 
-        def traced(*args: Any) -> Any:
-            if self._root is None:  # this candle is not traced
-                return original(*args)
-            before = describe.before(self.engine) if describe else None
-            span = self.tracer.start_span(stage, context=self._root_ctx)
-            try:
-                result = original(*args)
-            finally:
-                if describe:
-                    for key, value in describe.after(self.engine, before, result).items():
-                        span.set_attribute(key, value)
-                        if key in ("signal", "order"):
-                            self._root.set_attribute(key, value)
-                span.end()
-            return result
+    def stage_ended(self, stage: str, result: Any) -> None:
+        span, self._stage = self._stage, None
+        describe = _STAGE_ATTRIBUTES.get(stage)
+        if describe:
+            for key, value in describe.after(self.engine, self._stage_before, result).items():
+                span.set_attribute(key, value)
+                if key in ("signal", "order"):
+                    self._root.set_attribute(key, value)
+        span.end()
 
-        return traced
+    def item_ended(self, verdict: CandleVerdict) -> None:
+        root = self._root
+        root.set_attribute("verdict", verdict.status)
+        if verdict.status == VerdictStatus.REJECTED and verdict.reasons:
+            root.set_attribute("reject.reason", verdict.reasons[0])
+        self._context.detach(self._token)
+        root.end()
+        self._root = self._root_ctx = self._token = None
 
-    def commit(self, cursor: dict[str, Any]) -> float:
+    def commit_started(self) -> None:
         """A ``commit`` span under the last traced candle of the batch."""
-        commit = self._originals["commit"]
         ctx, self._last_root_ctx = self._last_root_ctx, None
         batch, self._since_commit = self._since_commit, 0
-        if ctx is None:
-            return commit(cursor)
-        span = self.tracer.start_span("commit", context=ctx, attributes={"batch.items": batch})
-        try:
-            return commit(cursor)
-        finally:
+        self._commit = (None if ctx is None else
+                        self.tracer.start_span("commit", context=ctx, attributes={"batch.items": batch}))
+
+    def commit_ended(self) -> None:
+        span, self._commit = self._commit, None
+        if span is not None:
             span.end()
 
 

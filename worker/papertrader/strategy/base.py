@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from papertrader.events import Prediction, Signal
+from papertrader.events import Signal
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
@@ -29,7 +29,9 @@ class Strategy(ABC):
 
     A strategy names the features it needs (:meth:`required_features`), may need extra candles before its
     first decision (:meth:`warmup_candles`), and returns one :class:`Signal` per closed, accepted candle after
-    warm-up. ``buy`` asks to open a position, ``sell`` to close the open one(s), ``hold`` does nothing. The risk
+    warm-up. ``buy`` asks to open a position, ``sell`` to close the open one(s), ``hold`` does nothing (a
+    model-based strategy puts its :class:`~papertrader.events.Prediction` in :attr:`Signal.prediction`, whatever
+    the side, and the engine publishes it). The risk
     manager decides whether and how much; the broker fills at the next candle's open. A strategy must only use
     what it is given (no look-ahead) and must be deterministic; any state it keeps goes through
     :meth:`state`/:meth:`load_state` so that a restarted worker continues exactly.
@@ -39,8 +41,6 @@ class Strategy(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        #: set by model-based strategies in :meth:`on_candle`; the engine publishes it and clears it
-        self.prediction: Prediction | None = None
         self.breaker: CircuitBreaker | None = None
 
     def bind_breaker(self, breaker: CircuitBreaker) -> None:

@@ -130,8 +130,9 @@ class MlStrategy(Strategy):
             breaker.record_success()
         self.predictions += 1
         self.last_probability = p
-        self.prediction = Prediction(candle.ts, p, predictor.version, duration)
-        return self.decide(p, position is not None)
+        signal = self.decide(p, position is not None)
+        return Signal(signal.side, signal.confidence, signal.strength, signal.reason,
+                      Prediction(candle.ts, p, predictor.version, duration))
 
     def decide(self, p: float, has_position: bool) -> Signal:
         """The gating described in the module docstring."""
