@@ -57,7 +57,7 @@ def main() -> None:
     settings = load_settings({k: v for k, v in flags.items() if v is not None})
 
     # 1. latency of on_candle (scale the new vector, update the window, run the model, gate) on one thread
-    strategy = MlStrategy(settings)
+    strategy = MlStrategy(settings.ml)
     rss_model = rss_mb()  # before the benchmark loads the candle file into memory
     reader = CandleFileReader(args.data)
     candles = [c for c in reader.read(args.candles or 10**7) if isinstance(c, Candle)]  # bad rows out
@@ -77,7 +77,7 @@ def main() -> None:
 
     lat_s, model_us = latency(strategy, time.perf_counter)
     lat_us = lat_s * 1e6
-    cpu_us = latency(MlStrategy(settings), time.thread_time_ns)[0] / 1e3
+    cpu_us = latency(MlStrategy(settings.ml), time.thread_time_ns)[0] / 1e3
     print(json.dumps({"measure": "inference_per_candle", "threads": settings.torch_threads,
                       "model": strategy.predictor.version, "arch": strategy.predictor.arch,
                       "seq_len": strategy.predictor.seq_len, "candles": len(lat_us),
@@ -94,7 +94,7 @@ def main() -> None:
         s = load_settings({**{k: v for k, v in flags.items() if v is not None}, "state_dir": state_dir,
                            "strategy": strategy_obj.name})
         strategy_obj.bind_breaker(build_breakers(s).breakers["prediction"])
-        eng = Engine(s, strategy_obj, LedgerStore(state_dir / "state.db"))
+        eng = Engine(s.engine, s.risk, s.exchange, strategy_obj, LedgerStore(state_dir / "state.db"))
         eng.restore()
         t0, c0 = time.perf_counter(), time.process_time()
         for i, candle in enumerate(candles, 1):
@@ -104,11 +104,11 @@ def main() -> None:
         eng.commit({})
         return time.perf_counter() - t0, time.process_time() - c0, eng.portfolio.fills
 
-    seconds, cpu, fills = replay(MlStrategy(settings), tmp / "ml")
+    seconds, cpu, fills = replay(MlStrategy(settings.ml), tmp / "ml")
     print(json.dumps({"measure": "replay_ml", "candles": len(candles), "seconds": round(seconds, 2),
                       "candles_per_s": round(len(candles) / seconds), "cpu_s": round(cpu, 2),
                       "candles_per_cpu_s": round(len(candles) / cpu), "fills": fills}))
-    seconds_sma, cpu_sma, _ = replay(SmaCross(settings), tmp / "sma")
+    seconds_sma, cpu_sma, _ = replay(SmaCross(settings.sma), tmp / "sma")
     print(json.dumps({"measure": "replay_sma_cross_reference", "candles": len(candles),
                       "candles_per_s": round(len(candles) / seconds_sma),
                       "candles_per_cpu_s": round(len(candles) / cpu_sma)}))

@@ -9,8 +9,10 @@ from typing import Any
 
 from papertrader.cli import build_worker
 from papertrader.config import Settings, load_settings
+from papertrader.engine.runner import build_breakers
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import format_candle
+from papertrader.market.sources.bitvavo import BitvavoSource
 from papertrader.market.sources.synthetic import SyntheticSource
 
 START_MS = 1_704_067_200_000
@@ -47,6 +49,12 @@ async def run_worker(settings: Settings, timeout: float = 60.0) -> dict[str, Any
     summary = await asyncio.wait_for(runner.run(), timeout)
     summary["source_status"] = runner.source.status()
     return summary
+
+
+def bitvavo_source(s: Settings) -> BitvavoSource:
+    """A live source wired from ``s`` as the runner wires it (its exchange group, market and breaker)."""
+    return BitvavoSource(s.exchange, s.symbol, s.candle_interval, seed=s.seed,
+                         breaker=build_breakers(s.breakers).breakers["data_collection"])
 
 
 def settings(**flags: Any) -> Settings:

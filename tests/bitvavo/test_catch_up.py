@@ -16,9 +16,8 @@ import pytest
 
 from papertrader.config import Settings
 from papertrader.market.fake_exchange import FakeBitvavo, FakeScript
-from papertrader.market.sources.bitvavo import BitvavoSource
 
-from .helpers import live_flags, settings, synthetic_candles
+from .helpers import bitvavo_source, live_flags, settings, synthetic_candles
 from .test_live import WARMUP, assert_contiguous_slice, live_then_replay
 
 START = 300
@@ -51,7 +50,7 @@ async def test_a_reconnect_catches_up_before_any_newer_bar_arrives(tmp_path: Pat
     candles = synthetic_candles(LAST)
     script = FakeScript(drop_at={STALL_AT})
     async with FakeBitvavo(candles, start_index=START, speed=600.0, script=script) as fake:
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path, ws_stale_seconds=DEFAULT_STALE,
+        source = bitvavo_source(settings(**live_flags(fake, tmp_path, ws_stale_seconds=DEFAULT_STALE,
                                                      reconnect_initial_backoff_seconds=2.0,
                                                      reconnect_max_backoff_seconds=2.0)))
         await source.start(None, WARMUP)

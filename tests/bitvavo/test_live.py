@@ -16,9 +16,9 @@ from typing import Any
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import format_candle
 from papertrader.market.fake_exchange import FakeBitvavo, FakeScript
-from papertrader.market.sources.bitvavo import BitvavoSource
 
 from .helpers import (
+    bitvavo_source,
     live_flags,
     recorded_candles,
     run_worker,
@@ -80,7 +80,7 @@ async def test_live_replay_parity(tmp_path: Path) -> None:
 async def test_fresh_warmup_is_exactly_the_last_closed_candles(tmp_path: Path) -> None:
     candles = synthetic_candles(200)
     async with FakeBitvavo(candles, start_index=120, speed=1.0) as fake:  # real time: now = open of bar 120
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path)))
+        source = bitvavo_source(settings(**live_flags(fake, tmp_path)))
         await source.start(None, 50)
         try:
             batch = await source.next_batch(1000)
@@ -93,7 +93,7 @@ async def test_fresh_warmup_is_exactly_the_last_closed_candles(tmp_path: Path) -
 async def test_restart_backfills_everything_after_the_cursor(tmp_path: Path) -> None:
     candles = synthetic_candles(200)
     async with FakeBitvavo(candles, start_index=150, speed=1.0) as fake:
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
+        source = bitvavo_source(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
         source.restore({"last_ts": candles[20].ts, "market": None})
         await source.start(None, 50)
         try:
@@ -106,7 +106,7 @@ async def test_restart_backfills_everything_after_the_cursor(tmp_path: Path) -> 
 async def test_backfill_pages_and_speed(tmp_path: Path) -> None:
     candles = synthetic_candles(6000)
     async with FakeBitvavo(candles, start_index=5800, speed=1.0) as fake:
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
+        source = bitvavo_source(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
         source.restore({"last_ts": candles[0].ts, "market": None})
         await source.start(None, 31)
         try:
@@ -146,7 +146,7 @@ async def test_quiet_market_closes_by_exchange_time_and_rest(tmp_path: Path) -> 
     plus the grace and REST confirms it."""
     candles = synthetic_candles(260)
     async with FakeBitvavo(candles, start_index=200, speed=600.0) as fake:  # a bar every 100 ms
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path, candle_close_grace_seconds=5.0,
+        source = bitvavo_source(settings(**live_flags(fake, tmp_path, candle_close_grace_seconds=5.0,
                                                      ws_stale_seconds=5.0)))
         await source.start(None, WARMUP)
         got: list[Candle] = []
@@ -218,11 +218,11 @@ async def test_restart_keeps_the_market_rules_the_ledger_was_built_with(tmp_path
     stored = {"market": "BTC-EUR", "status": "trading", "tick_size": "1", "quantity_decimals": 6,
               "min_order_quote": "5", "min_order_base": "0.0001"}
     async with FakeBitvavo(candles, start_index=60, speed=1.0, tick_size="0.5") as fake:
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
+        source = bitvavo_source(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
         source.restore({"last_ts": candles[50].ts, "market": stored})
         await source.start(None, 31)
         await source.close()
-        fresh = BitvavoSource(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
+        fresh = bitvavo_source(settings(**live_flags(fake, tmp_path, exchange_market_rules=True)))
         await fresh.start(None, 31)
         await fresh.close()
     rules = source.market_rules()

@@ -14,10 +14,17 @@ from pathlib import Path
 from papertrader.config import Settings
 from papertrader.market.candle import Candle
 from papertrader.market.fake_exchange import FakeBitvavo, FakeScript
-from papertrader.market.sources.bitvavo import BitvavoSource
 from tests.observability.helpers import Worker, wait_for
 
-from .helpers import live_flags, recorded_candles, run_worker, settings, synthetic_candles, write_candles
+from .helpers import (
+    bitvavo_source,
+    live_flags,
+    recorded_candles,
+    run_worker,
+    settings,
+    synthetic_candles,
+    write_candles,
+)
 from .test_live import assert_contiguous_slice
 
 DEFAULT_STALE = Settings.model_fields["ws_stale_seconds"].default
@@ -30,7 +37,7 @@ async def test_stall_into_a_quiet_market_fetches_every_closed_bar(tmp_path: Path
     # a bar every 100 ms; the stall (3 s) begins at bar 250 and outlasts the stream (bars 250..259 play in 1 s)
     script = FakeScript(stall_at={250: 3.0})
     async with FakeBitvavo(candles, start_index=200, speed=600.0, script=script) as fake:
-        source = BitvavoSource(settings(**live_flags(fake, tmp_path, ws_stale_seconds=DEFAULT_STALE,
+        source = bitvavo_source(settings(**live_flags(fake, tmp_path, ws_stale_seconds=DEFAULT_STALE,
                                                      candle_close_grace_seconds=DEFAULT_GRACE)))
         await source.start(None, WARMUP)
         got: list[Candle] = []

@@ -158,7 +158,8 @@ def test_a_live_source_warns_once_when_one_rule_takes_a_high_share(tmp_path: Pat
     from papertrader.strategy.registry import create_strategy
 
     settings = load_settings({"source": "bitvavo", "state_dir": str(tmp_path / "s")})
-    engine = Engine(settings, create_strategy(settings), LedgerStore(tmp_path / "state.db"))
+    engine = Engine(settings.engine, settings.risk, settings.exchange, create_strategy(settings),
+                    LedgerStore(tmp_path / "state.db"))
     engine.restore()
     candles = synthetic_candles(300)
     with caplog.at_level("WARNING", logger="papertrader"):

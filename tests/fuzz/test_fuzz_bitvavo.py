@@ -186,11 +186,11 @@ def _feed_live_source(frames: list[str | bytes]) -> list[Candle]:
     """Feed the frames to a live source whose REST is a local fake exchange (never the internet: a bar after a
     skipped one makes the source gap-fill, which retries until REST answers)."""
     from papertrader.market.fake_exchange import FakeBitvavo
-    from papertrader.market.sources.bitvavo import BitvavoSource
+    from tests.bitvavo.helpers import bitvavo_source
 
     async def feed() -> list[Candle]:
         async with FakeBitvavo(HISTORY, start_index=len(HISTORY) - 1) as fake:
-            source = BitvavoSource(_live_settings(fake.rest_url))
+            source = bitvavo_source(_live_settings(fake.rest_url))
             source._need_fill = False  # a connection in progress (no REST catch-up of the forming bar)
             try:
                 for frame in frames:

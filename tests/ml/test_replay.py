@@ -21,9 +21,10 @@ from tests.ml.conftest import SAMPLE
 
 def _engine(state_dir: Path) -> Engine:
     settings = load_settings({"strategy": "ml", "state_dir": state_dir, "symbol": "BTC-USDT"})
-    strategy = MlStrategy(settings)
+    strategy = MlStrategy(settings.ml)
     strategy.bind_breaker(build_breakers(settings).breakers["prediction"])
-    engine = Engine(settings, strategy, LedgerStore(state_dir / "state.db"))
+    engine = Engine(settings.engine, settings.risk, settings.exchange, strategy,
+                    LedgerStore(state_dir / "state.db"))
     engine.restore()
     return engine
 

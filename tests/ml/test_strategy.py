@@ -27,7 +27,7 @@ POSITION = PositionView(1.0, 100.0, 0, 1)
 
 def make(tmp_path: Path, **settings) -> MlStrategy:
     flags = {"strategy": "ml", "state_dir": tmp_path / "state", **settings}
-    return MlStrategy(load_settings(flags))
+    return MlStrategy(load_settings(flags).ml)
 
 
 def sample_candles(n: int = 600):

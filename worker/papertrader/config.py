@@ -21,6 +21,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from papertrader.config_groups import (
     BreakerSettings,
+    EngineSettings,
     ExchangeSettings,
     FeedSettings,
     HealthSettings,
@@ -29,6 +30,7 @@ from papertrader.config_groups import (
     NotifySettings,
     PerformanceSettings,
     RiskSettings,
+    SmaSettings,
     TracingSettings,
     settings_group,
 )
@@ -331,7 +333,7 @@ class Settings(BaseSettings):
 
     @property
     def fee_rate(self) -> Decimal:
-        return self.fee_taker if self.fee_side == "taker" else self.fee_maker
+        return self.exchange.fee_rate
 
     @property
     def speed_factor(self) -> float | None:
@@ -346,12 +348,20 @@ class Settings(BaseSettings):
         return settings_group(BreakerSettings, self)
 
     @property
+    def engine(self) -> EngineSettings:
+        return settings_group(EngineSettings, self)
+
+    @property
     def risk(self) -> RiskSettings:
         return settings_group(RiskSettings, self)
 
     @property
     def exchange(self) -> ExchangeSettings:
         return settings_group(ExchangeSettings, self)
+
+    @property
+    def sma(self) -> SmaSettings:
+        return settings_group(SmaSettings, self)
 
     @property
     def ml(self) -> MlSettings:

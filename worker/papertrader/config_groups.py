@@ -39,6 +39,23 @@ class BreakerSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What the pipeline itself needs: the market it trades, the quality gate, warm-up and its files."""
+
+    symbol: str
+    source: Literal["synthetic", "replay", "bitvavo"]
+    interval_ms: int  # the candle interval (CANDLE_INTERVAL)
+    state_dir: Path
+    warmup_candles: int | None
+    portfolio_snapshot_every: int
+    enable_data_quality_checks: bool
+    quality_window: int
+    quality_outlier_z: float
+    quality_reject_z: float
+    quality_max_gap_days: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RiskSettings:
     """Position sizing, exits and portfolio guards."""
 
@@ -85,6 +102,19 @@ class ExchangeSettings:
     rate_limit_margin: int
     rate_limit_default_wait_seconds: float
     exchange_market_rules: bool
+
+    @property
+    def fee_rate(self) -> Decimal:
+        """The fee per fill: taker or maker (FEE_SIDE)."""
+        return self.fee_taker if self.fee_side == "taker" else self.fee_maker
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmaSettings:
+    """The sma-cross strategy's two windows."""
+
+    sma_fast: int
+    sma_slow: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

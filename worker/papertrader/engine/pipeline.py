@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from papertrader.broker.market_rules import MarketRules, auto_tick_size
 from papertrader.broker.paper import Execution, OrderRejected, PaperBroker
-from papertrader.config import Settings
+from papertrader.config_groups import EngineSettings, ExchangeSettings, RiskSettings
 from papertrader.events import HOLD, CandleVerdict, EngineListener, PortfolioSnapshot, Side, Signal, VerdictStatus
 from papertrader.features import FeatureEngine
 from papertrader.ledger.csv_logs import (
@@ -100,12 +100,13 @@ class PendingOrder:
 class Engine:
     """One symbol's paper-trading pipeline with its ledger."""
 
-    def __init__(self, settings: Settings, strategy: Strategy, store: LedgerStore,
-                 listeners: list[EngineListener] | None = None, recorder: CsvLog | None = None,
+    def __init__(self, settings: EngineSettings, risk: RiskSettings, exchange: ExchangeSettings, strategy: Strategy,
+                 store: LedgerStore, listeners: list[EngineListener] | None = None, recorder: CsvLog | None = None,
                  rules: MarketRules | None = None) -> None:
-        self.settings = settings
         self.symbol = settings.symbol
         self.interval_ms = settings.interval_ms
+        self.exchange = exchange
+        self._sizing = (risk.base_position_size, risk.min_position_size, risk.max_position_size)
         self.strategy = strategy
         self.store = store
         self.listeners: list[EngineListener] = listeners if listeners is not None else []
@@ -118,22 +119,22 @@ class Engine:
         self.features = FeatureEngine(strategy.required_features())
         self.warmup = (settings.warmup_candles if settings.warmup_candles is not None
                        else strategy.warmup_candles(self.features.lookback))
-        self.portfolio = Portfolio(settings.symbol, settings.initial_capital, settings.quote_decimals)
+        self.portfolio = Portfolio(settings.symbol, risk.initial_capital, exchange.quote_decimals)
         self._fixed_rules = rules
         self.broker: PaperBroker | None = None
-        if rules is not None or settings.tick_size is not None:
-            self._set_rules(rules or self._rules_with_tick(settings.tick_size))  # type: ignore[arg-type]  # not None here (the if)
-        self.exit_rules = ExitRules(settings.take_profit_pct, settings.stop_loss_pct, settings.trailing_stop_pct,
-                                    settings.min_profit_for_trailing, settings.emergency_stop_pct)
+        if rules is not None or exchange.tick_size is not None:
+            self._set_rules(rules or self._rules_with_tick(exchange.tick_size))  # type: ignore[arg-type]  # not None here (the if)
+        self.exit_rules = ExitRules(risk.take_profit_pct, risk.stop_loss_pct, risk.trailing_stop_pct,
+                                    risk.min_profit_for_trailing, risk.emergency_stop_pct)
         self.risk = RiskManager(RiskLimits(
-            max_positions=settings.max_positions,
-            max_positions_per_symbol=settings.max_positions_per_symbol,
-            min_hold_ms=int(settings.min_hold_time_minutes * MINUTE_MS),
-            max_hold_ms=int(settings.max_hold_hours * 60 * MINUTE_MS),
-            cooldown_ms=int(settings.position_cooldown_minutes * MINUTE_MS),
-            max_daily_entries=settings.max_daily_trades_per_symbol,
-            max_daily_loss_pct=settings.max_daily_loss_pct,
-            max_drawdown_pct=settings.max_drawdown_pct,
+            max_positions=risk.max_positions,
+            max_positions_per_symbol=risk.max_positions_per_symbol,
+            min_hold_ms=int(risk.min_hold_time_minutes * MINUTE_MS),
+            max_hold_ms=int(risk.max_hold_hours * 60 * MINUTE_MS),
+            cooldown_ms=int(risk.position_cooldown_minutes * MINUTE_MS),
+            max_daily_entries=risk.max_daily_trades_per_symbol,
+            max_daily_loss_pct=risk.max_daily_loss_pct,
+            max_drawdown_pct=risk.max_drawdown_pct,
         ))
         self.pending: list[PendingOrder] = []
         self.items = 0  # source items consumed (candles and bad rows)
@@ -160,8 +161,8 @@ class Engine:
 
     # --- set-up ----------------------------------------------------------------------------------------------
     def _rules_with_tick(self, tick: Decimal) -> MarketRules:
-        s = self.settings
-        return MarketRules(tick, s.quantity_decimals, s.min_order_quote, s.min_order_base)
+        x = self.exchange
+        return MarketRules(tick, x.quantity_decimals, x.min_order_quote, x.min_order_base)
 
     def set_market_rules(self, rules: MarketRules) -> None:
         """Use fixed exchange rules (a live source's ``/markets``) from now on instead of the offline defaults."""
@@ -170,7 +171,7 @@ class Engine:
 
     def _set_rules(self, rules: MarketRules) -> None:
         self.rules = rules
-        self.broker = PaperBroker(self.portfolio, rules, self.settings.fee_rate, self.settings.slippage_pct)
+        self.broker = PaperBroker(self.portfolio, rules, self.exchange.fee_rate, self.exchange.slippage_pct)
 
     def restore(self) -> dict[str, Any] | None:
         """Load the last checkpoint (if any), verify the ledger and align the CSV logs. Returns the checkpoint."""
@@ -410,9 +411,7 @@ class Engine:
         if block is not None:
             self.entries_blocked[block] = self.entries_blocked.get(block, 0) + 1
             return
-        s = self.settings
-        fraction = position_fraction(signal.confidence, signal.strength, s.base_position_size,
-                                     s.min_position_size, s.max_position_size)
+        fraction = position_fraction(signal.confidence, signal.strength, *self._sizing)
         self.pending.append(PendingOrder(_BUY, signal.reason or "signal", fraction=fraction))
         risk.record_entry_decision()
 

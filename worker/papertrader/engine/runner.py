@@ -88,7 +88,8 @@ def make_source(settings: Settings, breakers: BreakerRegistry,
         return SyntheticSource(settings.seed, settings.interval_ms, settings.synthetic_start_ms)
     from papertrader.market.sources.bitvavo import BitvavoSource
 
-    return BitvavoSource(settings, breakers.breakers["data_collection"], on_request=on_request)
+    return BitvavoSource(settings.exchange, settings.symbol, settings.candle_interval, seed=settings.seed,
+                         breaker=breakers.breakers["data_collection"], on_request=on_request)
 
 
 def complete_replay_settings(settings: Settings) -> Settings:
@@ -219,7 +220,8 @@ class WorkerRunner:
         self.recorder = CsvLog(Path(settings.record), HEADER) if settings.record else None
         self.listeners: list[EngineListener] = []
         self.services: list[Service] = []
-        self.engine = Engine(settings, self.strategy, self.store, self.listeners, self.recorder)
+        self.engine = Engine(settings.engine, settings.risk, settings.exchange, self.strategy, self.store,
+                             self.listeners, self.recorder)
         self.breakers.breakers["data_collection"].listeners.append(self._on_data_breaker)
         self.source = source or make_source(settings, self.breakers, on_request)
         self.started_at = time.monotonic()

@@ -391,10 +391,10 @@ def trade_fold(cfg: TrainConfig, candles: Sequence[Candle], ds: Dataset, fold: F
     settings = load_settings({"symbol": cfg.symbol, "strategy": "ml", "model": str(model_dir),
                               "state_dir": str(state_dir), "candle_interval": cfg.interval,
                               "model_reload_check_candles": 0})
-    strategy = MlStrategy(settings)
+    strategy = MlStrategy(settings.ml)
     strategy.bind_breaker(build_breakers(settings.breakers).breakers["prediction"])
     store = LedgerStore(state_dir / "state.db")
-    engine = Engine(settings, strategy, store)
+    engine = Engine(settings.engine, settings.risk, settings.exchange, strategy, store)
     engine.restore()
     start = fold.test[0] - engine.warmup
     if start < 0 or start < fold.val[1]:

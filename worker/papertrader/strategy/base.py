@@ -10,7 +10,6 @@ from papertrader.events import Signal
 from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
-    from papertrader.config import Settings
     from papertrader.resilience import CircuitBreaker
 
 
@@ -38,8 +37,11 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: the settings group (a dataclass of setting names, :mod:`papertrader.config_groups`) this strategy receives;
+    #: None: the whole :class:`~papertrader.config.Settings` (strategies outside the package that read their own)
+    settings_type: ClassVar[type | None] = None
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.breaker: CircuitBreaker | None = None
 

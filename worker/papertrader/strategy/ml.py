@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from papertrader.config_groups import MlSettings
 from papertrader.events import HOLD, Prediction, Side, Signal
 from papertrader.market.candle import Candle
 from papertrader.ml.artifact import POINTER, ModelError, resolve
@@ -57,7 +58,9 @@ class MlStrategy(Strategy):
     #: the pointer file is stat'ed at most once per this many seconds (time.monotonic; 0: at every check)
     reload_min_seconds = 1.0
 
-    def __init__(self, settings: Any) -> None:
+    settings_type = MlSettings
+
+    def __init__(self, settings: MlSettings) -> None:
         super().__init__(settings)
         import torch
 

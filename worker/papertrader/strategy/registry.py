@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from papertrader.config_groups import settings_group
 from papertrader.errors import PapertraderError
 
 if TYPE_CHECKING:
@@ -42,4 +43,4 @@ def create_strategy(settings: Settings) -> Strategy:
     except (ImportError, AttributeError) as exc:
         message = f"invalid setting STRATEGY={settings.strategy}: cannot load {target} ({exc})"
         raise UnknownStrategyError(message) from None
-    return cls(settings)
+    return cls(settings if cls.settings_type is None else settings_group(cls.settings_type, settings))

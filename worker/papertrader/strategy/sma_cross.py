@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from papertrader.config_groups import SmaSettings
 from papertrader.events import HOLD, Side, Signal
 from papertrader.market.candle import Candle
 from papertrader.strategy.base import PositionView, Strategy
@@ -18,8 +19,9 @@ SELL = Signal(Side.SELL, confidence=0.5, strength=0.5, reason="sma_cross_down")
 
 class SmaCross(Strategy):
     name = "sma-cross"
+    settings_type = SmaSettings
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: SmaSettings) -> None:
         super().__init__(settings)
         self.fast_key = f"sma_{settings.sma_fast}"
         self.slow_key = f"sma_{settings.sma_slow}"

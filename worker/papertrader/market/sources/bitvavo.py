@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from papertrader.broker.market_rules import MarketRules
-from papertrader.config import Settings
+from papertrader.config_groups import ExchangeSettings
 from papertrader.errors import PapertraderError
 from papertrader.market.bitvavo.clock import ExchangeClock
 from papertrader.market.bitvavo.parse import (
@@ -59,7 +59,7 @@ from papertrader.market.bitvavo.stream import (
     StaleStreamError,
     StreamError,
 )
-from papertrader.market.candle import Candle
+from papertrader.market.candle import INTERVAL_MS, Candle
 from papertrader.market.sources.base import CandleSource, SourceItem
 from papertrader.resilience.circuit_breaker import CircuitBreaker
 
@@ -81,22 +81,19 @@ class BitvavoSource(CandleSource):
 
     live = True
 
-    def __init__(self, settings: Settings, breaker: CircuitBreaker | None = None,
-                 on_request: Callable[[str, float], None] | None = None) -> None:
-        self.settings = settings
-        self.symbol = settings.symbol
-        self.interval = settings.candle_interval
-        self.interval_ms = settings.interval_ms
-        self.breaker = breaker or CircuitBreaker("data_collection", settings.data_collection_failure_threshold,
-                                                 settings.data_collection_recovery_timeout,
-                                                 settings.breaker_success_threshold,
-                                                 settings.enable_circuit_breakers)
+    def __init__(self, exchange: ExchangeSettings, symbol: str, interval: str, *, breaker: CircuitBreaker,
+                 seed: int = 0, on_request: Callable[[str, float], None] | None = None) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.interval = interval
+        self.interval_ms = INTERVAL_MS[interval]
+        self.breaker = breaker
         self.clock = ExchangeClock()
-        self.limiter = RateLimiter(self.clock, settings.rate_limit_margin, settings.rate_limit_default_wait_seconds)
-        self.rest = BitvavoRest(settings.bitvavo_rest_url, self.clock, self.limiter, settings.api_timeout_seconds,
+        self.limiter = RateLimiter(self.clock, exchange.rate_limit_margin, exchange.rate_limit_default_wait_seconds)
+        self.rest = BitvavoRest(exchange.bitvavo_rest_url, self.clock, self.limiter, exchange.api_timeout_seconds,
                                 on_request)
-        self.grace_ms = int(settings.candle_close_grace_seconds * 1000)
-        self._rng = random.Random(settings.seed)
+        self.grace_ms = int(exchange.candle_close_grace_seconds * 1000)
+        self._rng = random.Random(seed)
         self._ready: deque[Candle] = deque()
         self._wake = asyncio.Event()
         self._fill_lock = asyncio.Lock()
@@ -189,7 +186,7 @@ class BitvavoSource(CandleSource):
 
     def market_rules(self) -> MarketRules | None:
         """Broker rules from ``/markets`` (None: use the offline defaults / auto tick)."""
-        market, s = self._market, self.settings
+        market, s = self._market, self.exchange
         if not s.exchange_market_rules or market is None or market.tick_size is None:
             return None
         return MarketRules(
@@ -250,7 +247,7 @@ class BitvavoSource(CandleSource):
     # --- helpers ------------------------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with (seeded) jitter: half fixed, half random."""
-        s = self.settings
+        s = self.exchange
         base = min(s.reconnect_max_backoff_seconds, s.reconnect_initial_backoff_seconds * 2 ** max(attempt - 1, 0))
         return base * (0.5 + 0.5 * self._rng.random())
 
@@ -306,7 +303,7 @@ class BitvavoSource(CandleSource):
     async def _load_market(self) -> None:
         """``/markets`` for the broker's precision and minimums; offline defaults when unavailable. Its failures
         count against the data breaker only when the broker uses the rules (EXCHANGE_MARKET_RULES)."""
-        rules_used = self.settings.exchange_market_rules
+        rules_used = self.exchange.exchange_market_rules
         for attempt in range(1, 4):
             try:
                 market = await self.rest.market(self.symbol)
@@ -357,7 +354,7 @@ class BitvavoSource(CandleSource):
 
     # --- the stream ---------------------------------------------------------------------------------------
     async def _stream_loop(self) -> None:
-        s = self.settings
+        s = self.exchange
         attempt = 0
         dropped_at: float | None = None
         while not self._closed:
@@ -512,7 +509,7 @@ class BitvavoSource(CandleSource):
     async def _closer_loop(self) -> None:
         """The quiet-market timer: whenever a bar may have closed that the stream did not close (no trade since,
         a stall, a reconnect), ask REST for every bar closed after the last one queued."""
-        retry_s = max(1.0, self.settings.candle_close_grace_seconds)
+        retry_s = max(1.0, self.exchange.candle_close_grace_seconds)
         while not self._closed:
             await asyncio.sleep(_CLOSE_CHECK_S)  # also while disconnected: REST works
             if time.monotonic() < self._next_close_attempt or not self._catch_up_due():
@@ -550,7 +547,7 @@ class BitvavoSource(CandleSource):
 
     # --- clock --------------------------------------------------------------------------------------------
     async def _clock_loop(self) -> None:
-        interval = self.settings.clock_sync_interval_seconds
+        interval = self.exchange.clock_sync_interval_seconds
         while not self._closed:
             await asyncio.sleep(interval)
             try:
