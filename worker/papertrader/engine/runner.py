@@ -262,7 +262,8 @@ class WorkerRunner:
             position_value, equity = snapshot.position_value, snapshot.equity
             equity_f = portfolio.equity_f(candle.close)
         else:
-            position_value, equity, equity_f = portfolio.cash - portfolio.cash, portfolio.cash, portfolio.cash_f
+            zero = portfolio.cash - portfolio.cash  # a zero with the cash's exponent (0.00), as a snapshot shows it
+            position_value, equity, equity_f = zero, portfolio.cash, portfolio.cash_f
         try:
             source_status = self.source.status()
         except Exception:  # noqa: BLE001 - a broken status is a disconnected source

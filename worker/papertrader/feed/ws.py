@@ -35,7 +35,7 @@ from papertrader.market.candle import Candle
 
 if TYPE_CHECKING:
     from papertrader.config_groups import FeedSettings
-    from papertrader.engine.facts import WorkerView
+    from papertrader.engine.facts import WorkerFacts, WorkerView
 
 log = logging.getLogger("papertrader.feed")
 
@@ -307,18 +307,19 @@ class WsFeed(BaseListener):
     def snapshot_data(self) -> dict[str, Any]:
         """A full snapshot's ``data``: health report, last candle, recent trades, portfolio, features, summary."""
         health = self.health_report()
-        candle = self.view.facts().last_candle
+        facts = self.view.facts()
+        candle = facts.last_candle
         return {
             "health": health,
             "candle": candle_data(candle) if candle is not None else None,
             "recent_trades": [fill_data(fill) for fill in self.recent_trades],
-            **self._engine_state(),
+            **self._engine_state(facts),
         }
 
-    def _engine_state(self) -> dict[str, Any]:
+    def _engine_state(self, facts: WorkerFacts | None = None) -> dict[str, Any]:
         """What the messages do not carry exactly: the portfolio valued at the last candle, the features and the
         engine summary (sent with every flush that has engine events)."""
-        snapshot = self.view.facts().snapshot
+        snapshot = (facts or self.view.facts()).snapshot
         return {"portfolio": portfolio_data(snapshot) if snapshot is not None else None,
                 "features": self.view.feature_values(),
                 "summary": self.view.summary()}
