@@ -551,6 +551,11 @@ class Engine:
         self._control_seq = state.get("control_seq", 0)
 
     # --- reporting -----------------------------------------------------------------------------------------------
+    @property
+    def fill_count(self) -> int:
+        """Fills booked so far."""
+        return self.portfolio.fills
+
     def summary(self) -> dict[str, Any]:
         """Results so far; the last stdout line of a finite run."""
         portfolio = self.portfolio

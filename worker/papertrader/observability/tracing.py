@@ -221,8 +221,8 @@ class _StageAttributes:
 
 _STAGE_ATTRIBUTES: dict[str, _StageAttributes] = {
     "quality": _StageAttributes(lambda engine: None, lambda engine, _, verdict: {"verdict": verdict.status}),
-    "fill": _StageAttributes(lambda engine: engine.portfolio.fills,
-                             lambda engine, fills, _: {"fills": engine.portfolio.fills - fills}),
+    "fill": _StageAttributes(lambda engine: engine.fill_count,
+                             lambda engine, fills, _: {"fills": engine.fill_count - fills}),
     "prediction": _StageAttributes(
         lambda engine: None,
         lambda engine, _, signal: {"signal": signal.side} if signal is not None else {"skipped": "feature lookback"}),
