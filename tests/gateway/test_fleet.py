@@ -128,7 +128,11 @@ async def storm_after_a_gateway_restart(run: FleetRun) -> dict[str, Any]:
     run.gateway_settings.update(LOW_BUDGET)
     run.restart_gateway()
     await run.wait_gateway_ready()
-    reset_at = run.fake.start_storm(STORM_VIRTUAL_MS)
+    # the storm begins at the gateway's next request (its clock sync at the latest): a storm started on a
+    # timer can fall between two requests when the low budget keeps the gateway quiet for a while
+    run.fake.arm_storm(STORM_VIRTUAL_MS)
+    await asyncio.wait_for(run.fake.storm_started.wait(), timeout=30.0)
+    reset_at = run.fake.storm_until
     await run.wait_logged_all("subscribed:", counts=[n + 1 for n in subscribed], timeout=60.0)
     refused = [ts for ts, _, status in run.fake.requests if ts < reset_at and status == 429]
     return {"storm_429s": len(refused), "storm_429_spread_s": (refused[-1] - refused[0]) / fleet.SPEED / 1000

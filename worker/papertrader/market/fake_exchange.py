@@ -184,6 +184,8 @@ class FakeBitvavo:
         self._window_start = 0
         self._spent = 0
         self._storm_until = -1
+        self._storm_armed_ms: int | None = None  # a storm that the next REST request starts
+        self.storm_started = asyncio.Event()
         self._rest_errors = self.script.rest_errors
         self.finished = asyncio.Event()
         # what happened (for assertions and the demo log)
@@ -298,6 +300,9 @@ class FakeBitvavo:
             self._window_start = now - now % self.window_ms
             self._spent = 0
         path = request.path
+        if self._storm_armed_ms is not None:
+            self.start_storm(self._storm_armed_ms)
+            self._storm_armed_ms = None
         if now < self._storm_until:
             self.requests.append((now, path, 429))
             return web.json_response(
@@ -454,7 +459,7 @@ class FakeBitvavo:
             for state in self._clients.values():
                 state["stalled_until"] = until
         if index in s.storm_at:
-            self._storm_until = self.now_ms() + int(s.storm_at[index])
+            self.start_storm(int(s.storm_at[index]))
             log.info("fake exchange: 429 storm until virtual %d", self._storm_until)
 
     async def _after_first_update(self, index: int) -> None:
@@ -494,6 +499,18 @@ class FakeBitvavo:
     def start_storm(self, virtual_ms: int) -> int:
         """Answer every REST call with HTTP 429 / errorCode 110 for ``virtual_ms``; returns the resetat (ms)."""
         self._storm_until = self.now_ms() + int(virtual_ms)
+        self.storm_started.set()
+        return self._storm_until
+
+    def arm_storm(self, virtual_ms: int) -> None:
+        """Start a ``virtual_ms`` storm of 429s at the next REST request, whenever it comes (``storm_started``
+        is set then and ``storm_until`` holds its resetat): the first request after this call always meets it."""
+        self._storm_armed_ms = int(virtual_ms)
+        self.storm_started.clear()
+
+    @property
+    def storm_until(self) -> int:
+        """The resetat (virtual ms) of the latest storm; -1 before any."""
         return self._storm_until
 
     def stats(self) -> dict[str, Any]:
