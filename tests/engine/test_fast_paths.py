@@ -2,6 +2,7 @@
 
 - the quality gate's branch for the next in-order candle against its general path (forced by a custom check that
   never objects), on candles with every kind of anomaly: same verdicts, counters, score and state, candle by candle;
+  and its runs of common-case candles (``accept_run``) against a check per candle;
 - moving averages pushed directly against the indicators' ``update`` path (forced by a second kind of feature);
 - exit rules in one call per lot against the stop, trailing and take-profit rules written out;
 - a replay's trades, portfolio rows and ledger with listeners (batched ``on_candle`` / ``on_ticks_done``) equal the
@@ -26,7 +27,7 @@ from papertrader.features import FeatureEngine
 from papertrader.ledger.portfolio import Lot
 from papertrader.market.candle import Candle
 from papertrader.market.candle_file import BadRow
-from papertrader.quality import DataQualityGate
+from papertrader.quality import OK, DataQualityGate
 from papertrader.risk.exits import ExitRules
 from tests.conftest import synthetic_candles, write_candle_file
 
@@ -85,6 +86,30 @@ def test_gate_fast_branch_equals_general_path(seed: int) -> None:
         assert fast.score() == general.score()
     assert vars(fast.counters) == vars(general.counters)
     assert fast.counters.rejected > 100 and fast.counters.suspect > 0 and fast.counters.gaps > 10
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("window", [50, 20])  # 20: shorter than the returns the outlier test needs
+def test_gate_runs_equal_a_check_per_candle(seed: int, window: int) -> None:
+    """``accept_run`` (the engine's loop without an observer) against ``check`` per candle: after every run and
+    the check of the item that ended it, the same state; every candle of a run is OK for check() too."""
+    items = _with_anomalies(synthetic_candles(6000, seed=seed, interval_ms=INTERVAL), seed)
+    runs = DataQualityGate(INTERVAL, window=window)
+    single = DataQualityGate(INTERVAL, window=window)
+    index = longest = 0
+    while index < len(items):
+        run = runs.accept_run(items, index)
+        for item in items[index:index + run]:
+            assert single.check(item) is OK, item
+        index += run
+        longest = max(longest, run)
+        if index < len(items):  # a run ends before an item for check() (which the engine checks at once)
+            assert runs.check(items[index]) == single.check(items[index]), items[index]
+            index += 1
+        assert json.dumps(runs.state()) == json.dumps(single.state()), index
+        assert runs.score() == single.score()
+    assert longest > 40  # runs go on through median refreshes (every 20 candles)
+    assert single.counters.rejected > 100 and single.counters.gaps > 10
 
 
 def test_moving_averages_pushed_directly_equal_the_update_path() -> None:

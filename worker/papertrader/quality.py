@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,6 +181,70 @@ class DataQualityGate:
                     return self._judge_outlier(item, ret, deviation, missing)
             self._append_return(ret)
         return self._accept(item, OK, _C_OK, missing)
+
+    def accept_run(self, items: Sequence[Candle | BadRow], start: int) -> int:
+        """Accept the common-case candles of ``items`` from index ``start`` on, up to the first that is not one;
+        returns how many it accepted (their verdict is :data:`OK`; 0: ``items[start]`` needs :meth:`check`).
+
+        The same checks in the same order as :meth:`check`'s first branch, with the gate's state held in local
+        variables for the run, so ``[OK] * n`` from here equals ``n`` calls of :meth:`check`, state included (a
+        test compares both on every input of the fault matrix). A candle that is not in the common case (bad,
+        out of order, a gap, an outlier, custom checks set, the gate disabled) ends the run, for
+        :meth:`check` to judge next, in order: the caller must check it before anything else reads the gate (the
+        median refresh it was due, if any, is already done, as check() would do it first)."""
+        last = self._last
+        if last is None or self._custom or not self.enabled:
+            return 0
+        interval = self.interval_ms
+        returns = self._returns
+        window = self.window
+        outliers_judged = len(returns) >= _MIN_RETURNS_FOR_OUTLIERS
+        median, bound = self._median, self._suspect_deviation
+        since = self._since_refresh
+        codes, missing, pos = self._codes, self._missing, self._pos
+        last_ts, last_close = last[0], last[4]
+        index, end = start, len(items)
+        while index < end:
+            item = items[index]
+            if type(item) is not Candle:
+                break
+            ts, o, h, l, c, v = item
+            if not (ts - last_ts == interval and 0.0 < l <= h < _INF and 0.0 <= v < _INF and l <= o <= h
+                    and l <= c <= h and ts < MAX_TS_MS and not ts % interval):
+                break
+            ret = _log(c / last_close)
+            if outliers_judged:
+                if since >= _REFRESH:
+                    self._refresh_median_mad()
+                    median, bound, since = self._median, self._suspect_deviation, 0
+                deviation = ret - median
+                if deviation > bound or -deviation > bound:
+                    break
+            returns.append(ret)
+            if len(returns) > window:
+                returns.popleft()
+            else:
+                outliers_judged = len(returns) >= _MIN_RETURNS_FOR_OUTLIERS
+            since += 1
+            if codes[pos] != _C_OK or missing[pos]:
+                self._pos = pos
+                self._push(_C_OK, 0)
+                pos = self._pos
+            else:
+                pos = pos + 1 if pos + 1 < window else 0
+            last, last_ts, last_close = item, ts, c
+            index += 1
+        accepted = index - start
+        if accepted:
+            self._last = last
+            self._since_refresh = since
+            self._pos = pos
+            self._rejected_close = 0.0
+            self._jump_ts = 0
+            counters = self.counters
+            counters.checked += accepted
+            counters.accepted += accepted
+        return accepted
 
     def _judge_outlier(self, item: Candle, ret: float, deviation: float, missing: int) -> CandleVerdict:
         """A return beyond QUALITY_OUTLIER_Z: rejected above QUALITY_REJECT_Z (unless it confirms a level shift),

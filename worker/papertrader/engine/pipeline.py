@@ -219,6 +219,10 @@ class Engine:
         and the portfolio guards, and the ledger buffering. A :class:`StageObserver` hears of each stage of the
         items it asks for; without one the loop pays a None test per item."""
         gate_check = self.gate.check
+        # without an observer, the gate accepts each run of common-case candles in one call (the same verdicts
+        # and state as a check per candle); the loop then knows items before ``ok_until`` are OK
+        accept_run = self.gate.accept_run if self.observer is None else None
+        ok_until = 0
         recorder = self.recorder
         features = self.features
         update_features = features.update
@@ -233,7 +237,7 @@ class Engine:
         observer = self.observer
         clock = time.perf_counter
         verdict = OK
-        for item in items:
+        for index, item in enumerate(items):
             if starts is not None:
                 starts.append(clock())
             observed = observer is not None and observer.item_started(item)
@@ -241,7 +245,13 @@ class Engine:
             # quality
             if observed:
                 observer.stage_started("quality")  # type: ignore[union-attr]
-            verdict = gate_check(item)
+            if index < ok_until:
+                verdict = OK
+            elif accept_run is not None and (run := accept_run(items, index)):
+                ok_until = index + run
+                verdict = OK
+            else:
+                verdict = gate_check(item)
             if recorder is not None and type(item) is Candle:
                 recorder.append(format_candle(item))
             if verdict is not OK and verdict.status == _REJECTED:
