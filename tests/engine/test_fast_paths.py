@@ -3,7 +3,8 @@
 - the quality gate's branch for the next in-order candle against its general path (forced by a custom check that
   never objects), on candles with every kind of anomaly: same verdicts, counters, score and state, candle by candle;
   and its runs of common-case candles (``accept_run``) against a check per candle;
-- moving averages pushed directly against the indicators' ``update`` path (forced by a second kind of feature);
+- moving averages pushed directly against the indicators' ``update`` path (forced by a second kind of feature),
+  and fed a run of closes at once against one update per candle;
 - exit rules in one call per lot against the stop, trailing and take-profit rules written out;
 - a replay's trades, portfolio rows and ledger with listeners (batched ``on_candle`` / ``on_ticks_done``) equal the
   same replay without any listener, and the tick histogram saw every candle.
@@ -124,6 +125,28 @@ def test_moving_averages_pushed_directly_equal_the_update_path() -> None:
             math.isnan(values["sma_30"]) and math.isnan(expected["sma_30"]))
     assert json.dumps(direct.state()["indicators"]) == json.dumps(
         {key: value for key, value in general.state()["indicators"].items() if key.startswith("sma")})
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_moving_averages_fed_runs_of_closes_equal_one_update_per_candle(seed: int) -> None:
+    """``update_closes`` (the engine's runs of accepted candles) against ``update`` per candle, on runs of random
+    lengths (1 to 300, across the lookback and the every-n recomputation): the same values, count and state."""
+    rng = random.Random(seed)
+    candles = synthetic_candles(8000, seed=seed, interval_ms=INTERVAL)
+    runs = FeatureEngine(["sma_10", "sma_30", "sma_7"])
+    single = FeatureEngine(["sma_10", "sma_30", "sma_7"])
+    assert runs.closes_only and not FeatureEngine(["sma_10", "close_sma_30"]).closes_only
+    index = 0
+    while index < len(candles):
+        run = candles[index:index + rng.randint(1, 300)]
+        got = dict(runs.update_closes([candle.close for candle in run]))
+        for offset, candle in enumerate(run):
+            expected = single.update(candle)
+            for key, value in expected.items():
+                assert repr(got[key][offset]) == repr(value), (index + offset, key)
+        index += len(run)
+        assert runs.count == single.count
+        assert json.dumps(runs.state()["indicators"]) == json.dumps(single.state()["indicators"])
 
 
 def _written_out_exit(rules: ExitRules, lot: Lot, candle: Candle) -> tuple[str, float, bool] | None:

@@ -93,3 +93,24 @@ def test_a_sell_is_never_refused_even_below_the_minimum():
     result = broker.sell(2, lot, Decimal("1.00"), "stop_loss")  # worth cents now
     assert isinstance(result, Execution) and portfolio.lots == []
     assert result.notional == (lot.quantity * Decimal("1.00")).quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+
+
+def _on_the_grid_by_steps(price: Decimal, tick: Decimal, side: Side) -> Decimal:
+    """The general rounding (whole ticks, at least one), written out: what the decimal-tick shortcut must equal."""
+    from decimal import ROUND_CEILING
+
+    steps = (price / tick).to_integral_value(rounding=ROUND_CEILING if side == Side.BUY else ROUND_FLOOR)
+    return (max(steps, Decimal(1)) * tick).quantize(Decimal(1).scaleb(min(tick.as_tuple().exponent, 0)))
+
+
+@pytest.mark.parametrize("tick", ["1", "0.1", "0.01", "0.00001", "1E-8", "10", "0.5", "0.010", "25"])
+def test_price_rounding_shortcut_for_decimal_ticks_equals_whole_ticks(tick: str) -> None:
+    import random
+
+    rng = random.Random(tick)
+    rules = MarketRules(Decimal(tick))
+    for _ in range(3000):
+        price = Decimal(repr(rng.choice((rng.uniform(0.0, 3.0), rng.uniform(0, 1e6), rng.lognormvariate(0, 8)))))
+        for side in (Side.BUY, Side.SELL):
+            got, want = rules.price_against(price, side), _on_the_grid_by_steps(price, Decimal(tick), side)
+            assert (got, str(got)) == (want, str(want)), (price, side)

@@ -88,7 +88,7 @@ class DataQualityGate:
         self.counters = QualityCounters()
         self._custom: list[tuple[str, CustomCheck, bool]] = []
         self._last: Candle | None = None
-        self._returns: deque[float] = deque()
+        self._returns: deque[float] = deque(maxlen=window)  # the last ``window`` log returns
         self._median = 0.0
         self._scale = 0.0
         self._suspect_deviation = 0.0
@@ -134,8 +134,6 @@ class DataQualityGate:
                 if deviation > self._suspect_deviation or -deviation > self._suspect_deviation:
                     return self._judge_outlier(item, ret, deviation, 0)
             returns.append(ret)
-            if len(returns) > self.window:
-                returns.popleft()
             self._since_refresh += 1
             self._last = item
             self._rejected_close = 0.0
@@ -221,9 +219,7 @@ class DataQualityGate:
                 if deviation > bound or -deviation > bound:
                     break
             returns.append(ret)
-            if len(returns) > window:
-                returns.popleft()
-            else:
+            if not outliers_judged:
                 outliers_judged = len(returns) >= _MIN_RETURNS_FOR_OUTLIERS
             since += 1
             if codes[pos] != _C_OK or missing[pos]:
@@ -260,10 +256,7 @@ class DataQualityGate:
         return self._accept(item, verdict, _C_OUTLIER, missing)
 
     def _append_return(self, ret: float) -> None:
-        returns = self._returns
-        returns.append(ret)
-        if len(returns) > self.window:
-            returns.popleft()
+        self._returns.append(ret)
         self._since_refresh += 1
 
     def _accept(self, item: Candle, verdict: CandleVerdict, code: int, missing: int) -> CandleVerdict:
@@ -402,7 +395,7 @@ class DataQualityGate:
     def load_state(self, state: dict[str, Any]) -> None:
         self.counters = QualityCounters(**state["counters"])
         self._last = Candle(*state["last"]) if state["last"] else None
-        self._returns = deque(state["returns"])
+        self._returns = deque(state["returns"], maxlen=self.window)
         self._median, self._scale, self._since_refresh, self._rejected_close = state["median_scale"]
         self._jump_ts, self._odd, self.interval_conflict = state.get("time", [0, [0, 0, 0, 0], None])
         self._odd = list(self._odd)

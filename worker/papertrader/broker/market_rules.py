@@ -26,9 +26,23 @@ class MarketRules:
         return Decimal(1).scaleb(-self.quantity_decimals)
 
     def price_against(self, price: Decimal, side: Side) -> Decimal:
-        """Round a price to the tick in the direction that hurts the trader: up for buys, down for sells."""
-        steps = (price / self.tick_size).to_integral_value(rounding=ROUND_CEILING if side == Side.BUY else ROUND_FLOOR)
-        return (max(steps, Decimal(1)) * self.tick_size).quantize(self._price_quantum)
+        """Round a price to the tick in the direction that hurts the trader: up for buys, down for sells; at least
+        one tick."""
+        rounding = ROUND_CEILING if side == Side.BUY else ROUND_FLOOR
+        tick = self.tick_size
+        if self._decimal_tick:
+            # the same number with the same exponent as the general formula below, in one operation
+            rounded = price.quantize(tick, rounding=rounding)
+            return rounded if rounded >= tick else tick
+        steps = (price / tick).to_integral_value(rounding=rounding)
+        return (max(steps, Decimal(1)) * tick).quantize(self._price_quantum)
+
+    @cached_property
+    def _decimal_tick(self) -> bool:
+        """A tick of 1, 0.1, 0.01, ... written as such (one digit 1, exponent <= 0): a price on the tick grid is
+        the price quantized to the tick."""
+        sign, digits, exponent = self.tick_size.as_tuple()
+        return not sign and digits == (1,) and isinstance(exponent, int) and exponent <= 0
 
     @cached_property
     def _price_quantum(self) -> Decimal:

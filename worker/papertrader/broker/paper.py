@@ -42,7 +42,8 @@ class PaperBroker:
         self.fee_rate = fee_rate
         self.slippage = slippage
         self.cent = portfolio.cent
-        self._slip_factor = {Side.BUY: Decimal(1) + slippage, Side.SELL: Decimal(1) - slippage}
+        #: None without slippage (multiplying by Decimal(1) changes nothing, not even the exponent)
+        self._slip_factor = {Side.BUY: Decimal(1) + slippage, Side.SELL: Decimal(1) - slippage} if slippage else None
         self._cost_factor = Decimal(1) + fee_rate  # price of one unit with its fee
 
     def _fee(self, notional: Decimal) -> Decimal:
@@ -50,7 +51,10 @@ class PaperBroker:
 
     def slipped(self, reference: float, side: Side) -> Decimal:
         """``reference`` moved against the trader by the slippage and rounded to the tick."""
-        return self.rules.price_against(Decimal(repr(reference)) * self._slip_factor[side], side)
+        price = Decimal(repr(reference))
+        if self._slip_factor is not None:
+            price *= self._slip_factor[side]
+        return self.rules.price_against(price, side)
 
     def buy(self, ts: int, price: Decimal, fraction: float, reason: str) -> Execution | OrderRejected:
         """Spend ``fraction`` of available cash (fee included) at ``price``."""

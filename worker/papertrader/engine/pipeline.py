@@ -227,6 +227,13 @@ class Engine:
         features = self.features
         update_features = features.update
         lookback = features.lookback
+        # and indicators of the close alone take such a run's closes at once: ``ahead`` holds each feature's
+        # values for the run's candles, ``ahead_from`` the run's first index, ``ready_from`` the index from which
+        # the features are past their lookback
+        update_closes = features.update_closes if accept_run is not None and features.closes_only else None
+        values = features.values
+        ahead: list[tuple[str, list[float]]] = []
+        ahead_from = ready_from = 0
         on_candle = self.strategy.on_candle
         portfolio = self.portfolio
         risk = self.risk
@@ -237,11 +244,14 @@ class Engine:
         observer = self.observer
         clock = time.perf_counter
         verdict = OK
+        # written back to the engine once, after the loop (nothing reads them in between)
+        accepted = self.accepted
+        last_candle = self.last_candle
+        published: tuple[Candle | BadRow, CandleVerdict] | None = None
         for index, item in enumerate(items):
             if starts is not None:
                 starts.append(clock())
             observed = observer is not None and observer.item_started(item)
-            self.items += 1
             # quality
             if observed:
                 observer.stage_started("quality")  # type: ignore[union-attr]
@@ -250,12 +260,17 @@ class Engine:
             elif accept_run is not None and (run := accept_run(items, index)):
                 ok_until = index + run
                 verdict = OK
+                if update_closes is not None:
+                    ready_from = index + max(lookback - features.count - 1, 0)
+                    ahead = update_closes([row[4] for row in items[index:ok_until]])  # type: ignore[misc]  # a run: Candles only
+                    ahead_from = index
             else:
                 verdict = gate_check(item)
             if recorder is not None and type(item) is Candle:
                 recorder.append(format_candle(item))
             if verdict is not OK and verdict.status == _REJECTED:
                 self._on_rejected(item, verdict)
+                published = (item, verdict)
             if observed:
                 observer.stage_ended("quality", verdict)  # type: ignore[union-attr]
             if verdict is not OK and (verdict.status == _REJECTED or verdict is DUPLICATE):
@@ -263,7 +278,7 @@ class Engine:
                     observer.item_ended(verdict)  # type: ignore[union-attr]
                 continue
             candle: Candle = item  # type: ignore[assignment]
-            self.accepted = accepted = self.accepted + 1
+            accepted += 1
             # fill: orders from the last close fill at this open; stops and targets trigger inside the candle
             if observed:
                 observer.stage_started("fill")  # type: ignore[union-attr]
@@ -277,13 +292,20 @@ class Engine:
             if observed:
                 observer.stage_ended("fill", filled)  # type: ignore[union-attr]
                 observer.stage_started("features")  # type: ignore[union-attr]
-            values = update_features(candle)
+            if index < ok_until and update_closes is not None:
+                offset = index - ahead_from
+                for key, series in ahead:
+                    values[key] = series[offset]
+                ready = index >= ready_from
+            else:
+                values = update_features(candle)
+                ready = features.count >= lookback
             if observed:
                 observer.stage_ended("features", values)  # type: ignore[union-attr]
                 observer.stage_started("prediction")  # type: ignore[union-attr]
             # prediction: the strategy's signal once the features are ready (None before)
             signal: Signal | None = None
-            if features.count >= lookback:
+            if ready:
                 signal = on_candle(candle, values, self._position_view() if portfolio.lots else None)
                 if signal.prediction is not None:
                     for listener in self.listeners:
@@ -293,7 +315,6 @@ class Engine:
                 observer.stage_started("risk")  # type: ignore[union-attr]
             # risk: after warm-up the signal becomes orders for the next open; the portfolio guards
             if signal is not None and accepted > warmup:
-                self.last_signal = signal
                 if (signal is not HOLD and signal.side != _HOLD) or (portfolio.lots and risk.time_exits):
                     self._decide(candle, signal)
             ts = candle[0]
@@ -307,15 +328,19 @@ class Engine:
                 observer.stage_started("persistence")  # type: ignore[union-attr]
             # persistence: the portfolio row (every PORTFOLIO_SNAPSHOT_EVERY candles and after fills); the candle
             # is the one the listeners hear of next (:meth:`publish`)
-            self.last_candle = candle
+            last_candle = candle
             buffer_candle(candle)
             if filled or accepted % snapshot_every == 0:
                 self._snapshot(candle)
-            self._publish_item = candle
-            self._publish_verdict = verdict
+            published = (candle, verdict)
             if observed:
                 observer.stage_ended("persistence", None)  # type: ignore[union-attr]
                 observer.item_ended(verdict)  # type: ignore[union-attr]
+        self.items += len(items)
+        self.accepted = accepted
+        self.last_candle = last_candle
+        if published is not None:
+            self._publish_item, self._publish_verdict = published
         return verdict
 
     def _position_view(self) -> PositionView:
@@ -351,8 +376,6 @@ class Engine:
             suffix = " (further rejections are logged every 1000th)" if rejected == _LOGGED_REJECTIONS else ""
             log.warning("%s candle rejected (%d so far): %s%s", self.symbol, rejected, reason, suffix)
         self._warn_on_rejected_share()
-        self._publish_item = item
-        self._publish_verdict = verdict
 
     def _warn_on_rejected_share(self) -> None:
         """Once per live run: a WARNING when more than REJECTED_SHARE_WARNING of the candles so far were rejected."""

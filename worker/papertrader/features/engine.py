@@ -79,6 +79,10 @@ class FeatureEngine:
         self._close_pushes: list[tuple[str, Callable[[float], float]]] | None = (
             [(indicator.outputs[0], indicator.close_push) for indicator in indicators]  # type: ignore[misc]  # close_push not None: checked
             if indicators and all(indicator.close_push is not None for indicator in indicators) else None)
+        #: the same indicators' ``(output, close_push_many)`` pairs (:meth:`update_closes`)
+        self._close_runs: list[tuple[str, Callable[[list[float]], list[float]]]] | None = (
+            [(indicator.outputs[0], indicator.close_push_many) for indicator in indicators]  # type: ignore[misc]  # close_push_many not None: checked
+            if indicators and all(indicator.close_push_many is not None for indicator in indicators) else None)
         self.values: dict[str, float] = {}
         self.count = 0
         self.lookback = max((i.lookback for i in self._indicators.values()), default=0)
@@ -96,6 +100,20 @@ class FeatureEngine:
                 update(candle, values)
         self.count += 1
         return values
+
+    @property
+    def closes_only(self) -> bool:
+        """Whether every indicator is a function of the close alone (then :meth:`update_closes` works)."""
+        return self._close_runs is not None
+
+    def update_closes(self, closes: list[float]) -> list[tuple[str, list[float]]]:
+        """Feed the closes of many accepted candles at once (only when :attr:`closes_only`); returns each feature
+        with its value at each of those candles: what :meth:`update` would return candle by candle (the same
+        floats, the same state after). :attr:`values` is left to the caller, who writes each candle's values
+        before anything reads them, and :attr:`count` counts every candle at once."""
+        assert self._close_runs is not None, "update_closes needs indicators of the close alone"
+        self.count += len(closes)
+        return [(key, push_many(closes)) for key, push_many in self._close_runs]
 
     def vector(self) -> list[float]:
         """The requested features in order (for models)."""

@@ -41,6 +41,8 @@ class Indicator:
     #: for an indicator with one output that depends on the close only: ``close -> value`` (written under
     #: ``outputs[0]``), which the feature engine may call instead of :meth:`update`
     close_push: Callable[[float], float] | None = None
+    #: the same for many closes at once: ``closes -> values``, as ``close_push`` on each in turn
+    close_push_many: Callable[[list[float]], list[float]] | None = None
 
     def update(self, candle: Candle, values: dict[str, float]) -> None:
         raise NotImplementedError
@@ -56,6 +58,7 @@ class Sma(Indicator):
     def __init__(self, n: int) -> None:
         self.mean = RollingMean(n)
         self.push = self.close_push = self.mean.push
+        self.close_push_many = self.mean.push_many
         self.key = f"sma_{n}"
         self.outputs = (self.key,)
         self.lookback = n
@@ -75,7 +78,7 @@ class CloseToSma(Sma):
         super().__init__(n)
         self.key = f"close_sma_{n}"
         self.outputs = (self.key,)
-        self.close_push = None  # close / sma - 1, not the mean itself
+        self.close_push = self.close_push_many = None  # close / sma - 1, not the mean itself
 
     def update(self, candle: Candle, values: dict[str, float]) -> None:
         values[self.key] = candle[4] / self.push(candle[4]) - 1.0

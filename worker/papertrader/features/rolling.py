@@ -85,29 +85,54 @@ class RollingMean:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self._window: deque[float] = deque()
+        self._window: deque[float] = deque(maxlen=n)
         self._sum = 0.0
         self._since = 0
 
     def push(self, x: float) -> float:
         """Add a value; returns the mean of the last ``n`` values (NaN until ``n`` values were seen)."""
         window, n = self._window, self.n
-        window.append(x)
         total = self._sum + x
-        if len(window) > n:
-            total -= window.popleft()
+        full = len(window) == n
+        if full:
+            total -= window[0]  # the value that the append below drops
+        window.append(x)
         since = self._since + 1
         if since >= n:
             total = sum(window)
             since = 0
         self._sum, self._since = total, since
-        return total / n if len(window) == n else math.nan
+        return total / n if full or len(window) == n else math.nan
+
+    def push_many(self, xs: list[float]) -> list[float]:
+        """:meth:`push` each value in turn; returns the means (the same floats, the same state after)."""
+        window, n = self._window, self.n
+        total, since = self._sum, self._since
+        out: list[float] = []
+        append = out.append
+        nan = math.nan
+        for x in xs:
+            total += x
+            if len(window) == n:
+                total -= window[0]
+                window.append(x)
+                full = True
+            else:
+                window.append(x)
+                full = len(window) == n
+            since += 1
+            if since >= n:
+                total = sum(window)
+                since = 0
+            append(total / n if full else nan)
+        self._sum, self._since = total, since
+        return out
 
     def state(self) -> dict[str, Any]:
         return {"w": list(self._window), "s": self._sum, "since": self._since}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self._window = deque(state["w"])
+        self._window = deque(state["w"], maxlen=self.n)
         self._sum, self._since = state["s"], state["since"]
 
 
