@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import stat
-from itertools import repeat
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
+
+import orjson
 
 from papertrader.errors import PapertraderError
 from papertrader.market.candle import Candle
@@ -206,22 +209,40 @@ class CandleFileReader:
         self._file.close()
 
 
-def _parse_native(lines: list[bytes]) -> list[Candle | BadRow] | None:
-    """Fast path for a chunk of well-formed rows in the standard column order: every conversion runs in C.
+#: the bytes a chunk of plain numeric rows is made of (anything else: parsed row by row)
+_NUMERIC_BYTES = b"0123456789.eE+-, \t\r"
+_CANDLE_FIELDS = 6
 
-    Returns None when any row in the chunk is unusual (then the caller parses row by row and reports it)."""
+
+def _parse_native(lines: list[bytes]) -> list[Candle | BadRow] | None:
+    """Fast path for a chunk of well-formed rows in the standard column order: the chunk is parsed as one JSON
+    array of arrays (orjson, in C), which reads each number exactly as ``int()``/``float()`` do.
+
+    Returns None when any row in the chunk is unusual (then the caller parses row by row and reports it): a byte
+    that is not part of a number (brackets or quotes could move fields between rows), a row without exactly six
+    fields, a timestamp that is not an integer, a price or volume written as an integer (``-0`` and ``0`` would
+    both read as the integer 0), or text JSON does not take (``.5``, ``1.``, ``+1``, ``nan``, ``1e999``)."""
     if not lines:
         return []
-    fields = b",".join(lines).split(b",")
-    if len(fields) != 6 * len(lines):
+    count = len(lines)
+    body = b"],[".join(lines)
+    # nothing but number bytes in the rows: the only brackets are the separators, so no field moved between rows
+    if body.translate(None, _NUMERIC_BYTES) != b"][" * (count - 1):
         return None
     try:
-        timestamps = list(map(int, fields[0::6]))
-        del fields[0::6]  # the five price and volume columns remain
-        values = list(map(float, fields))
-    except ValueError:
+        rows = orjson.loads(b"[[" + body + b"]]")
+    except orjson.JSONDecodeError:
         return None
-    rows = zip(timestamps, values[0::5], values[1::5], values[2::5], values[3::5], values[4::5])
+    if len(rows) != count or set(map(len, rows)) != {_CANDLE_FIELDS}:
+        return None
+    # integer timestamps, and every price and volume read as a float: five decimal points per row prove it at
+    # once (none in an integer timestamp, at most one per number), else (an exponent without a point) the
+    # only integers must be the timestamps
+    if set(map(type, map(itemgetter(0), rows))) != {int}:
+        return None
+    if (body.count(b".") != (_CANDLE_FIELDS - 1) * count
+            and list(map(type, chain.from_iterable(rows))).count(int) != count):
+        return None  # an integer among the prices and volumes
     return list(map(tuple.__new__, repeat(Candle), rows))
 
 
