@@ -265,3 +265,114 @@ def test_tick_histogram_fed_a_batch_equals_observing_one_by_one() -> None:
         batched.observe_many(values)
         assert (batched.counts, batched.sum, batched.count) == (one.counts, one.sum, one.count)
     assert one.counts[-1] > 0 and one.counts[0] > 0
+
+
+class _ObservesNothing:
+    """A stage observer that asks for no item: the engine then takes its per-candle path for every candle."""
+
+    def item_started(self, item: object) -> bool:
+        return False
+
+    def stage_started(self, stage: str) -> None: ...
+
+    def stage_ended(self, stage: str, result: object) -> None: ...
+
+    def item_ended(self, verdict: object) -> None: ...
+
+    def commit_started(self) -> None: ...
+
+    def commit_ended(self) -> None: ...
+
+
+def _replay_engine(tmp: Path, name: str, path: Path, per_candle: bool, **overrides: object) -> dict[str, object]:
+    settings = load_settings({"source": "replay", "replay_file": path, "state_dir": tmp / name, "symbol": "BTC-EUR",
+                              "candle_interval": "1m", "http_port": 0, "ws_port": 0, "commit_every_candles": 700,
+                              **overrides})
+    runner = WorkerRunner(settings, console_logs=False)
+    if per_candle:
+        runner.engine.set_observer(_ObservesNothing())  # type: ignore[arg-type]  # the protocol's methods, duck-typed
+    summary = asyncio.run(runner.run())
+    state = runner.engine.state()
+    runner.close()
+    db = sqlite3.connect(tmp / name / "state.db")
+    ledger = [db.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+              for table in ("fills", "marks", "events", "prices")]
+    db.close()
+    summary.pop("duration_s")
+    return {"summary": summary, "ledger": ledger, "state": state,
+            "trades": (tmp / name / "logs" / "trades.csv").read_bytes(),
+            "portfolio": (tmp / name / "logs" / "portfolio.csv").read_bytes()}
+
+
+@pytest.mark.parametrize("overrides", [
+    # every cross trades (the benchmark's settings), portfolio rows often, halts from the guards
+    {"take_profit_pct": 0, "stop_loss_pct": 0, "trailing_stop_pct": 0, "min_hold_time_minutes": 0,
+     "max_hold_hours": 0, "position_cooldown_minutes": 0, "max_daily_trades_per_symbol": 0, "slippage_pct": 0,
+     "portfolio_snapshot_every": 7, "max_daily_loss_pct": 0.004, "max_drawdown_pct": 0.02},
+    {},  # the defaults
+])
+def test_quiet_stretches_equal_the_per_candle_path(tmp_path: Path, overrides: dict[str, object]) -> None:
+    """A replay's quiet stretches (no position, the strategy holding: ``Strategy.skip_holds``,
+    ``RiskManager.on_steady_equity``) give the per-candle path's ledger, logs, summary and engine state."""
+    items = _with_anomalies(synthetic_candles(9000, seed=12, interval_ms=INTERVAL), 12)
+    path = write_candle_file(tmp_path / "in.csv", [item for item in items if type(item) is Candle])  # type: ignore[misc]  # the filter keeps Candles only
+    fast = _replay_engine(tmp_path, "fast", path, per_candle=False, **overrides)
+    slow = _replay_engine(tmp_path, "slow", path, per_candle=True, **overrides)
+    for key in ("summary", "ledger", "state", "trades", "portfolio"):
+        assert fast[key] == slow[key], key
+    assert fast["summary"]["trades"] > 20  # type: ignore[index]  # a summary dict
+    if overrides:
+        assert any(kind == "halt" for _, _, kind, _ in fast["ledger"][2])  # type: ignore[index]  # the events rows
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sma_skip_holds_equals_on_candle_per_candle(seed: int) -> None:
+    from papertrader.config_groups import SmaSettings
+    from papertrader.events import HOLD
+    from papertrader.strategy.sma_cross import SmaCross
+
+    rng = random.Random(seed)
+    fast_key, slow_key = "sma_10", "sma_30"
+    fast = [rng.choice([1.0, 2.0]) if rng.random() < 0.2 else rng.random() for _ in range(3000)]
+    slow = [rng.random() if rng.random() < 0.97 else fast[i] for i in range(3000)]
+    series = {fast_key: fast, slow_key: slow}
+    settings = SmaSettings(sma_fast=10, sma_slow=30)
+    skipping, stepping = SmaCross(settings), SmaCross(settings)
+    index = 0
+    while index < 3000:
+        stop = min(3000, index + rng.randrange(1, 400))
+        got = skipping.skip_holds(series, index, stop)
+        expected = index
+        while expected < stop and stepping.on_candle(None, {fast_key: fast[expected], slow_key: slow[expected]},  # type: ignore[arg-type]  # the strategy reads only the features
+                                                     None) is HOLD:
+            expected += 1
+        assert got == expected
+        if expected < stop:  # the candle with the signal: the skipper has not seen it yet
+            assert skipping.on_candle(None, {fast_key: fast[got], slow_key: slow[got]}, None) is not HOLD  # type: ignore[arg-type]  # as above
+            got += 1
+        assert skipping.state() == stepping.state()
+        index = got
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_steady_equity_run_equals_on_equity_per_candle(seed: int) -> None:
+    from papertrader.risk.manager import RiskLimits, RiskManager
+
+    rng = random.Random(seed)
+    limits = RiskLimits(max_positions=1, max_positions_per_symbol=1, min_hold_ms=0, max_hold_ms=0, cooldown_ms=0,
+                        max_daily_entries=3, max_daily_loss_pct=0.01, max_drawdown_pct=0.03)
+    run, step = RiskManager(limits), RiskManager(limits)
+    ts = 1_700_000_000_000
+    for _ in range(300):
+        timestamps = []
+        for _ in range(rng.randrange(1, 3000)):
+            ts += INTERVAL * rng.choice([1, 1, 1, 7, 900])
+            timestamps.append(ts)
+        equity = rng.uniform(9_500, 10_500)
+        if rng.random() < 0.3:  # an entry decided today, which only the day's change forgets
+            run.record_entry_decision()
+            step.record_entry_decision()
+        got = run.on_steady_equity(timestamps, equity)
+        expected = [(t, message) for t in timestamps for message in step.on_equity(t, equity)]
+        assert got == expected
+        assert run.state_dict() == step.state_dict()

@@ -248,7 +248,28 @@ class Engine:
         accepted = self.accepted
         last_candle = self.last_candle
         published: tuple[Candle | BadRow, CandleVerdict] | None = None
+        # a replay's quiet stretch (no position, no order, the strategy holding: see :meth:`_quiet_stretch`) is
+        # taken in one go; ``quiet_until`` is the index after it
+        skip_holds = self.strategy.skip_holds if update_closes is not None and starts is None and recorder is None \
+            else None
+        ahead_by_name: dict[str, list[float]] = {}
+        quiet_until = 0
         for index, item in enumerate(items):
+            if index < quiet_until:
+                continue
+            if (skip_holds is not None and ready_from <= index < ok_until and not portfolio.lots and not self.pending
+                    and self.broker is not None):
+                quiet_until = skip_holds(ahead_by_name, index - ahead_from, ok_until - ahead_from) + ahead_from
+                if quiet_until > index:
+                    self._quiet_stretch(items[index:quiet_until], accepted)  # type: ignore[arg-type]  # a run: Candles
+                    accepted += quiet_until - index
+                    offset = quiet_until - 1 - ahead_from
+                    for key, values_of_run in ahead:
+                        values[key] = values_of_run[offset]
+                    last_candle = items[quiet_until - 1]  # type: ignore[assignment]  # a run: Candles only
+                    published = (last_candle, OK)  # type: ignore[assignment]  # set just above
+                    verdict = OK
+                    continue
             if starts is not None:
                 starts.append(clock())
             observed = observer is not None and observer.item_started(item)
@@ -264,6 +285,7 @@ class Engine:
                     ready_from = index + max(lookback - features.count - 1, 0)
                     ahead = update_closes([row[4] for row in items[index:ok_until]])  # type: ignore[misc]  # a run: Candles only
                     ahead_from = index
+                    ahead_by_name = dict(ahead)
             else:
                 verdict = gate_check(item)
             if recorder is not None and type(item) is Candle:
@@ -342,6 +364,20 @@ class Engine:
         if published is not None:
             self._publish_item, self._publish_verdict = published
         return verdict
+
+    def _quiet_stretch(self, candles: list[Candle], accepted: int) -> None:
+        """Accepted candles, in order, with no position open, no order pending and the strategy holding (its
+        :meth:`~papertrader.strategy.base.Strategy.skip_holds`): what the per-candle path would do for each, in
+        one go. Nothing fills or is decided; the equity is the cash throughout, so the risk guards hear of it at
+        the first candle and at each new day (:meth:`RiskManager.on_steady_equity`); every
+        PORTFOLIO_SNAPSHOT_EVERY-th accepted candle (``accepted`` were before these) gets its portfolio row."""
+        for ts, message in self.risk.on_steady_equity(list(map(_ts_of, candles)), self.portfolio.cash_f):
+            log.warning("%s %s", self.symbol, message)
+            self._events.append((ts, "halt", message))
+        self._accepted_since_commit.extend(candles)
+        every = self._snapshot_every
+        for candle in candles[(-accepted - 1) % every::every]:
+            self._snapshot(candle)
 
     def _position_view(self) -> PositionView:
         """The open lots as the strategy sees them; built again only after a fill changed them."""

@@ -10,6 +10,8 @@ MAX_DRAWDOWN_PCT below its peak, entries stop until a person resumes the worker.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +91,17 @@ class RiskManager:
                                              f"{limits.max_daily_loss_pct:.2%}: no new entries today (UTC)")
                 started = [*started, state.halts["daily_loss"]]
         state.last_equity = equity
+        return started
+
+    def on_steady_equity(self, timestamps: Sequence[int], equity: float) -> list[tuple[int, str]]:
+        """:meth:`on_equity` for candles in time order with one equity (no position open): after the first, only
+        the first of each new UTC day can change anything. Returns (candle time, message) for halts started."""
+        started: list[tuple[int, str]] = []
+        index, count = 0, len(timestamps)
+        while index < count:
+            ts = timestamps[index]
+            started += [(ts, message) for message in self.on_equity(ts, equity)]
+            index = bisect_left(timestamps, self._next_day_ts, index + 1)
         return started
 
     def current_drawdown(self, equity: float) -> float:

@@ -61,6 +61,14 @@ class Strategy(ABC):
     def on_candle(self, candle: Candle, features: dict[str, float], position: PositionView | None) -> Signal:
         """The signal for this closed candle."""
 
+    def skip_holds(self, series: dict[str, list[float]], start: int, stop: int) -> int:
+        """Go through the candles ``start`` .. ``stop - 1`` of a run, given each required feature's values by
+        index (``series[name][i]``), as long as :meth:`on_candle` would return HOLD for them with no position
+        open; returns the index of the first candle whose signal could be something else (``stop`` when none),
+        which the engine then passes to :meth:`on_candle`, with the strategy's state as after the candles
+        skipped. A replay's shortcut through quiet stretches; the default skips nothing (always correct)."""
+        return start
+
     def state(self) -> Any:
         """JSON-serialisable internal state (None when stateless)."""
         return None

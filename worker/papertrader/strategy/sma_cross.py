@@ -6,6 +6,7 @@ carry confidence 0.5 and strength 0.5 (MODERATE), so the risk manager sizes entr
 
 from __future__ import annotations
 
+from operator import gt, ne
 from typing import Any
 
 from papertrader.config_groups import SmaSettings
@@ -37,6 +38,26 @@ class SmaCross(Strategy):
         if prev is None or above == prev:
             return HOLD
         return BUY if above else SELL
+
+    def skip_holds(self, series: dict[str, list[float]], start: int, stop: int) -> int:
+        """The candles before the next cross (each comparison as :meth:`on_candle` makes it), looked at in
+        slices of growing length (a cross is often near)."""
+        fast, slow = series[self.fast_key], series[self.slow_key]
+        index, size = start, 32
+        while index < stop:
+            end = min(index + size, stop)
+            above = list(map(gt, fast[index:end], slow[index:end]))
+            prev = self._prev_above
+            # a cross at k: above[k] differs from the one before it (the state for k == 0; none yet: no cross)
+            changes = list(map(ne, above, [above[0] if prev is None else prev, *above[:-1]]))
+            if True in changes:
+                first = changes.index(True)
+                if first:
+                    self._prev_above = above[first - 1]
+                return index + first
+            self._prev_above = above[-1]
+            index, size = end, size * 2
+        return stop
 
     def state(self) -> Any:
         return self._prev_above
